@@ -1,0 +1,52 @@
+# frcnn_edu: `make lab` opens the textbook, `make test` runs every test and lesson.
+# Each target creates .venv (once) and installs the package with the tested versions.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test test-lib test-notebooks book student bench clean-venv help
+
+help:
+	@echo "make lab    - open the lessons in JupyterLab"
+	@echo "make test   - run the library tests and every lesson (nbval, quick setting)"
+	@echo "make book   - execute all lessons and render them to HTML in build/book/"
+	@echo "make student- write exercise copies (solutions removed) to build/student/"
+	@echo "make bench  - run the CPU benchmarks in benchmarks/"
+
+$(STAMP): pyproject.toml constraints.txt
+	@if [ ! -x $(BIN)/python ]; then \
+	  echo ">> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); fi
+	@echo ">> installing frcnn_edu (editable) with the versions in constraints.txt"
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+	@echo ">> environment ready: $(VENV)"
+
+lab: $(STAMP)
+	@echo ">> starting JupyterLab on notebooks/"
+	$(BIN)/jupyter lab notebooks/
+
+# FRCNN_EDU_FAST=1 puts the heavy lesson cells in their quick setting.
+test: $(STAMP)
+	@echo ">> running the library tests and the lessons (nbval)"
+	FRCNN_EDU_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest tests notebooks \
+	  --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+test-lib: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests -p no:cacheprovider
+
+book: $(STAMP)
+	@echo ">> executing every lesson and rendering HTML into build/book/"
+	$(BIN)/python -m frcnn_edu.book build/book
+
+student: $(STAMP)
+	@echo ">> writing student copies (solutions removed) into build/student/"
+	$(BIN)/python -m frcnn_edu.student notebooks build/student
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ops.py
+
+clean-venv:
+	rm -rf $(VENV)
