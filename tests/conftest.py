@@ -1,0 +1,20 @@
+"""Shared fixtures: every test that takes `device` runs on the CPU and, when present, on CUDA."""
+import os
+
+import pytest
+import torch
+
+# The reference machine has 2 cores; keep each test process from oversubscribing them.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def generator():
+    return torch.Generator().manual_seed(0)
