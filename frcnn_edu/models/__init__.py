@@ -1,0 +1,41 @@
+"""The three detectors and their parts.
+
+    backbones    TinyVGG (ours, stride 16), VGG-16 and ResNet from torchvision
+    rcnn         R-CNN: warped crops, CNN features, per-class SVMs and box regressors
+    fast_rcnn    RoIHead (RoI pooling + fc6/fc7 + two siblings) and FastRCNN
+    rpn          RPNHead and RegionProposalNetwork
+    faster_rcnn  FasterRCNN = backbone + RPN + RoIHead
+
+`shapes_*` build each detector at the settings this course uses for the shapes data.
+"""
+from .backbones import FCHead, TinyVGG, resnet_backbone, tiny_fc_head, tiny_vgg, vgg16_backbone
+from .fast_rcnn import FastRCNN, RoIHead
+from .faster_rcnn import FasterRCNN
+from .rcnn import RCNN, warp_regions
+from .rpn import RegionProposalNetwork, RPNHead
+
+# Objects in the shapes data are 12..96 px (sqrt of area) on 160 x 160 images; the paper's
+# 128/256/512 anchors suit ~600 x 1000 images, so we scale the three sizes down (still 2x apart).
+SHAPES_ANCHOR_SIZES = (20, 40, 80)
+
+
+def shapes_faster_rcnn(pretrained=True, num_classes=6, **kwargs):
+    """Faster R-CNN with the pre-trained TinyVGG and its fc6/fc7, anchors sized for the shapes."""
+    kwargs.setdefault("anchor_sizes", SHAPES_ANCHOR_SIZES)
+    return FasterRCNN(tiny_vgg(pretrained), num_classes, fc=tiny_fc_head(pretrained), **kwargs)
+
+
+def shapes_fast_rcnn(pretrained=True, num_classes=6, **kwargs):
+    """Fast R-CNN (external proposals) with the pre-trained TinyVGG and its fc6/fc7."""
+    return FastRCNN(tiny_vgg(pretrained), num_classes, fc=tiny_fc_head(pretrained), **kwargs)
+
+
+def shapes_rcnn(pretrained=True, num_classes=6, **kwargs):
+    """R-CNN on the pre-trained TinyVGG's fc7 features."""
+    return RCNN(tiny_vgg(pretrained), tiny_fc_head(pretrained), num_classes, **kwargs)
+
+
+__all__ = ["TinyVGG", "FCHead", "tiny_vgg", "tiny_fc_head", "vgg16_backbone", "resnet_backbone",
+           "RCNN", "warp_regions", "RoIHead", "FastRCNN", "RPNHead", "RegionProposalNetwork",
+           "FasterRCNN", "shapes_faster_rcnn", "shapes_fast_rcnn", "shapes_rcnn",
+           "SHAPES_ANCHOR_SIZES"]

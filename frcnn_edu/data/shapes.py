@@ -1,0 +1,354 @@
+"""Synthetic shapes: a small detection dataset generated in code (stands in for PASCAL VOC).
+
+The papers train on PASCAL VOC (R-CNN sec. 3, Fast R-CNN sec. 4, Faster R-CNN sec. 4.1). Here
+every image is drawn on the fly, deterministically from ``(seed, split, index)``, so a lesson
+runs on a 2-core CPU in minutes and no download is needed. What makes it a detection problem:
+
+* five shape families (a class is a family; its aspect ratio and colour vary, so neither size
+  nor colour gives the class away), filled or outlined;
+* objects from about 12 px to about 96 px (sqrt of the box area, log-uniform) and from wide
+  (w/h = 3) to tall (h/w = 3), so anchor scales and ratios matter (Faster R-CNN sec. 3.1.1);
+* 1 to 5 objects per image, later ones drawn over earlier ones (partial occlusion; a placement
+  that would cover more than 40% of an earlier object's box is rejected);
+* unlabelled distractors (lines, blobs, scribbles) under the objects;
+* backgrounds: tinted, contrast-reduced crops of the brick, grass and gravel photographs that
+  ship inside scikit-image, or plain / gradient colours with noise.
+
+The ground-truth box is the full extent of the drawn shape, ``(x1, y1, x2, y2)`` in pixels with
+width ``x2 - x1`` (pixel ``i`` covers ``[i, i + 1)``), at 1/16 px precision.
+
+Shape key:
+    H, W  image height and width
+    G     ground-truth objects in one image
+    K     foreground classes (5); labels are 1..K, 0 is background
+"""
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+import torch
+
+CLASSES = ("__background__", "ellipse", "rectangle", "triangle", "star", "cross")
+SPLITS = {"train": 0, "val": 1, "test": 2}
+DEFAULT_NUM_IMAGES = {"train": 1000, "val": 200, "test": 200}
+
+_SHIFT = 4  # cv2 drawing with 4 fractional bits: coordinates in 1/16 px
+_ONE = 1 << _SHIFT
+
+
+# ----------------------------------------------------------------------------- shape outlines
+def _unit_polygon(rng: np.random.Generator, label: int) -> np.ndarray:
+    """Polygon [V, 2] (x, y) of class `label` whose bounding box is exactly [0, 1] x [0, 1]."""
+    name = CLASSES[label]
+    if name == "ellipse":
+        t = np.linspace(0.0, 2.0 * np.pi, 48, endpoint=False)  # 48 = 4 * 12 hits the extremes
+        return np.stack([0.5 + 0.5 * np.cos(t), 0.5 + 0.5 * np.sin(t)], 1)
+    if name == "rectangle":
+        return np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float64)
+    if name == "triangle":
+        apex = rng.uniform(0.2, 0.8)
+        poly = np.array([[apex, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    elif name == "star":
+        inner = rng.uniform(0.38, 0.5)
+        t = -np.pi / 2 + np.arange(10) * np.pi / 5
+        r = np.where(np.arange(10) % 2 == 0, 1.0, inner)
+        poly = np.stack([r * np.cos(t), r * np.sin(t)], 1)
+    elif name == "cross":
+        a = rng.uniform(0.25, 0.42)  # arm thickness as a fraction of the extent
+        lo, hi = 0.5 - a / 2, 0.5 + a / 2
+        poly = np.array([[lo, 0], [hi, 0], [hi, lo], [1, lo], [1, hi], [hi, hi], [hi, 1],
+                         [lo, 1], [lo, hi], [0, hi], [0, lo], [lo, lo]], dtype=np.float64)
+    else:  # pragma: no cover - CLASSES and this function change together
+        raise ValueError(f"label must be in 1..{len(CLASSES) - 1}, got {label}")
+    return _random_orientation(rng, poly)
+
+
+def _random_orientation(rng: np.random.Generator, poly: np.ndarray) -> np.ndarray:
+    """Normalise to the unit box, then flip / transpose (pointing up, down, left or right)."""
+    poly = (poly - poly.min(0)) / (poly.max(0) - poly.min(0))
+    if rng.random() < 0.5:
+        poly = poly[:, ::-1]  # transpose: up <-> left
+    if rng.random() < 0.5:
+        poly = 1.0 - poly  # point reflection: up <-> down
+    return np.ascontiguousarray(poly)
+
+
+# ----------------------------------------------------------------------------- backgrounds
+@functools.lru_cache(maxsize=1)
+def _textures() -> tuple:
+    """The three scikit-image photographs, standardised (mean 0, std 1), loaded once per process."""
+    import skimage.data
+
+    out = []
+    for load in (skimage.data.brick, skimage.data.grass, skimage.data.gravel):
+        g = load().astype(np.float32)
+        out.append((g - g.mean()) / g.std())
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _noise_bank() -> np.ndarray:
+    """A fixed [512, 512, 3] standard-normal field; random crops of it serve as pixel noise."""
+    return np.random.default_rng(12345).standard_normal((512, 512, 3), dtype=np.float32)
+
+
+def _noise(rng: np.random.Generator, h: int, w: int, channels: int = 3) -> np.ndarray:
+    """float32 [H, W, channels] unit Gaussian noise: a random crop of the fixed noise bank."""
+    bank = _noise_bank()
+    if h > bank.shape[0] or w > bank.shape[1]:
+        return rng.standard_normal((h, w, channels), dtype=np.float32)
+    y0, x0 = rng.integers(bank.shape[0] - h + 1), rng.integers(bank.shape[1] - w + 1)
+    return bank[y0:y0 + h, x0:x0 + w, :channels]
+
+
+def _texture_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A random crop of a texture, rescaled, tinted and contrast-reduced: float32 [H, W, 3]."""
+    tex = _textures()[rng.integers(3)]
+    zoom = rng.uniform(0.6, 1.6)
+    ch, cw = min(int(h * zoom), tex.shape[0]), min(int(w * zoom), tex.shape[1])
+    y0, x0 = rng.integers(tex.shape[0] - ch + 1), rng.integers(tex.shape[1] - cw + 1)
+    crop = tex[y0:y0 + ch, x0:x0 + cw]
+    if rng.random() < 0.5:
+        crop = crop.T
+    crop = cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=cv2.INTER_LINEAR)
+    base = rng.uniform(50, 205, size=3).astype(np.float32)
+    amp = rng.uniform(12, 32) * rng.uniform(0.7, 1.0, size=3).astype(np.float32)
+    return base + crop[:, :, None] * amp
+
+
+def _plain_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A flat colour or a linear gradient between two colours: float32 [H, W, 3]."""
+    c0 = rng.uniform(20, 235, size=3).astype(np.float32)
+    if rng.random() < 0.5:
+        return np.full((h, w, 3), c0, dtype=np.float32)
+    c1 = np.clip(c0 + rng.uniform(-70, 70, size=3), 0, 255).astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = np.cos(angle) * xx / w + np.sin(angle) * yy / h
+    t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+    return c0 + t[:, :, None] * (c1 - c0)
+
+
+def _background(rng: np.random.Generator, h: int, w: int, texture_prob: float) -> np.ndarray:
+    """uint8 [H, W, 3] background: texture with probability `texture_prob`, else plain + noise."""
+    if rng.random() < texture_prob:
+        img = _texture_background(rng, h, w)
+    else:
+        img = _plain_background(rng, h, w)
+        sigma = rng.uniform(0, 10)
+        img = img + sigma * _noise(rng, h, w, 1)
+    return np.ascontiguousarray(np.clip(img, 0, 255), dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------- drawing
+def _to_cv(points: np.ndarray) -> np.ndarray:
+    """Pixel-area coordinates (pixel i covers [i, i+1)) -> cv2 fixed-point (centres at integers)."""
+    return np.round((points - 0.5) * _ONE).astype(np.int32)
+
+
+def _draw_distractors(rng: np.random.Generator, img: np.ndarray, max_count: int) -> None:
+    """Unlabelled clutter drawn in place: straight lines, small blobs and random-walk scribbles."""
+    h, w = img.shape[:2]
+    for _ in range(rng.integers(0, max_count + 1)):
+        color = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        kind = rng.integers(3)
+        if kind == 0:  # line
+            p = _to_cv(rng.uniform([0, 0, 0, 0], [w, h, w, h]).reshape(2, 2))
+            cv2.line(img, tuple(p[0]), tuple(p[1]), color, int(rng.integers(1, 3)),
+                     cv2.LINE_AA, _SHIFT)
+        elif kind == 1:  # blob, smaller than the smallest object
+            c = _to_cv(rng.uniform([0, 0], [w, h]))
+            cv2.circle(img, tuple(c), int(rng.uniform(1.5, 3.5) * _ONE), color, -1,
+                       cv2.LINE_AA, _SHIFT)
+        else:  # scribble
+            steps = rng.normal(0, 8, size=(int(rng.integers(3, 8)), 2))
+            pts = np.cumsum(steps, 0) + rng.uniform([0, 0], [w, h])
+            cv2.polylines(img, [_to_cv(pts)], False, color, int(rng.integers(1, 3)),
+                          cv2.LINE_AA, _SHIFT)
+
+
+def _object_color(rng: np.random.Generator, img: np.ndarray, box: np.ndarray) -> tuple:
+    """A random colour that stands out from the background under `box` (class-independent)."""
+    x1, y1, x2, y2 = np.floor(box).astype(int)
+    local = img[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)].reshape(-1, 3).mean(0)
+    best, best_dist = None, -1.0
+    for _ in range(12):
+        color = rng.integers(0, 256, size=3)
+        dist = float(np.linalg.norm(color - local))
+        if dist > best_dist:
+            best, best_dist = color, dist
+        if dist >= 110:
+            break
+    return tuple(int(c) for c in best)
+
+
+def _draw_object(rng, img: np.ndarray, label: int, box: np.ndarray, outline_prob: float) -> None:
+    """Draw one shape of class `label` whose full extent is exactly `box` (x1, y1, x2, y2)."""
+    poly = _unit_polygon(rng, label)
+    color = _object_color(rng, img, box)
+    size = box[2:] - box[:2]
+    if min(size) >= 18 and rng.random() < outline_prob:
+        thick = int(rng.integers(2, max(3, int(min(size) / 8)) + 1))
+        inset = box[:2] + thick / 2, size - thick  # the stroke reaches thick/2 past the path
+        pts = _to_cv(inset[0] + poly * inset[1])
+        cv2.polylines(img, [pts], True, color, thick, cv2.LINE_AA, _SHIFT)
+    else:
+        cv2.fillPoly(img, [_to_cv(box[:2] + poly * size)], color, cv2.LINE_AA, _SHIFT)
+
+
+# ----------------------------------------------------------------------------- layout
+def _sample_box(rng, h: int, w: int, scale_range, ratio_range) -> np.ndarray | None:
+    """A box [4] with log-uniform scale sqrt(w*h) and ratio h/w, inside the image; None if too big."""
+    scale = np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1])))
+    ratio = np.exp(rng.uniform(np.log(ratio_range[0]), np.log(ratio_range[1])))
+    bw, bh = scale / np.sqrt(ratio), scale * np.sqrt(ratio)
+    if bw > 0.95 * w or bh > 0.95 * h or min(bw, bh) < 7:
+        return None
+    x1, y1 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+    box = np.array([x1, y1, x1 + bw, y1 + bh])
+    return np.round(box * _ONE) / _ONE  # the 1/16 px grid cv2 draws on
+
+
+def _covers_too_much(box: np.ndarray, earlier: list, max_cover: float) -> bool:
+    """True if `box` would cover more than `max_cover` of the area of an earlier box."""
+    for e in earlier:
+        iw = min(box[2], e[2]) - max(box[0], e[0])
+        ih = min(box[3], e[3]) - max(box[1], e[1])
+        if iw > 0 and ih > 0 and iw * ih > max_cover * (e[2] - e[0]) * (e[3] - e[1]):
+            return True
+    return False
+
+
+def _layout(rng, h, w, num_objects, scale_range, ratio_range, max_cover) -> list:
+    """Up to `num_objects` boxes in drawing order, each placement tried at most 30 times."""
+    boxes = []
+    for _ in range(num_objects):
+        for _attempt in range(30):
+            box = _sample_box(rng, h, w, scale_range, ratio_range)
+            if box is not None and not _covers_too_much(box, boxes, max_cover):
+                boxes.append(box)
+                break
+    return boxes
+
+
+def render_shapes_image(rng: np.random.Generator, image_size=(160, 160), *, min_objects=1,
+                        max_objects=5, scale_range=(12.0, 96.0), ratio_range=(1 / 3, 3.0),
+                        max_cover=0.4, texture_prob=0.6, outline_prob=0.3, max_distractors=6):
+    """Draw one image. Returns (uint8 [H, W, 3] RGB, boxes float32 [G, 4], labels int64 [G]).
+
+    Objects are listed in drawing order (a later object may occlude an earlier one).
+    """
+    h, w = image_size
+    img = _background(rng, h, w, texture_prob)
+    _draw_distractors(rng, img, max_distractors)
+    n = int(rng.integers(min_objects, max_objects + 1))
+    boxes = _layout(rng, h, w, n, scale_range, ratio_range, max_cover)
+    labels = rng.integers(1, len(CLASSES), size=len(boxes))
+    for box, label in zip(boxes, labels):
+        _draw_object(rng, img, int(label), box, outline_prob)
+    if rng.random() < 0.5:  # sensor noise over everything
+        noise = _noise(rng, h, w) * np.float32(rng.uniform(2, 8))
+        img = np.clip(img + noise, 0, 255).astype(np.uint8)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    return img, boxes, labels.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- dataset
+class ShapesDataset(torch.utils.data.Dataset):
+    """Synthetic detection dataset; item ``i`` is a pure function of ``(seed, split, i)``.
+
+    Args:
+        split: "train", "val" or "test" (different random streams, so no shared images).
+        num_images: length; default 1000 / 200 / 200 for train / val / test.
+        image_size: (H, W) of every image, default (160, 160).
+        seed: the dataset seed; change it to get a different dataset.
+        transforms: optional callable (image, target) -> (image, target), e.g. from
+            ``frcnn_edu.data.transforms``; applied in ``__getitem__`` only.
+        min_objects, max_objects: objects per image are drawn uniformly from this range
+            (fewer when a placement fails 30 times; the least is one object).
+        scale_range: range of sqrt(box area) in pixels, sampled log-uniformly.
+        ratio_range: range of h / w, sampled log-uniformly.
+        max_cover: a placement may cover at most this fraction of an earlier object's box.
+        texture_prob: probability of a photographic texture background.
+        outline_prob: probability that an object (at least 18 px on each side) is outlined.
+        max_distractors: at most this many unlabelled lines / blobs / scribbles.
+
+    Item: ``(image float32 [3, H, W] in [0, 1], target)`` with target ``boxes`` float32 [G, 4]
+    (x1, y1, x2, y2), ``labels`` int64 [G] in 1..K, ``image_id`` int64 scalar (= index),
+    ``area`` float32 [G] and ``iscrowd`` int64 [G] (zeros; for COCO-style evaluation).
+    """
+
+    classes = CLASSES
+    num_classes = len(CLASSES)  # K + 1, background included
+
+    def __init__(self, split="train", num_images=None, image_size=(160, 160), seed=0,
+                 transforms=None, *, min_objects=1, max_objects=5, scale_range=(12.0, 96.0),
+                 ratio_range=(1 / 3, 3.0), max_cover=0.4, texture_prob=0.6, outline_prob=0.3,
+                 max_distractors=6):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
+        self.num_images = DEFAULT_NUM_IMAGES[split] if num_images is None else int(num_images)
+        if self.num_images < 0:
+            raise ValueError(f"num_images must be >= 0, got {num_images}")
+        self.image_size = _check_image_size(image_size)
+        if not 1 <= min_objects <= max_objects:
+            raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
+        self.split, self.seed, self.transforms = split, int(seed), transforms
+        self.options = dict(min_objects=min_objects, max_objects=max_objects,
+                            scale_range=tuple(scale_range), ratio_range=tuple(ratio_range),
+                            max_cover=max_cover, texture_prob=texture_prob,
+                            outline_prob=outline_prob, max_distractors=max_distractors)
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def _rng(self, index: int):
+        if not -self.num_images <= index < self.num_images:
+            raise IndexError(f"index {index} out of range for {self.num_images} images")
+        index = index % self.num_images
+        return np.random.default_rng([self.seed, SPLITS[self.split], index]), index
+
+    def generate(self, index: int):
+        """(uint8 [H, W, 3] RGB image, boxes float32 [G, 4], labels int64 [G]) as numpy arrays."""
+        rng, _ = self._rng(index)
+        return render_shapes_image(rng, self.image_size, **self.options)
+
+    def get_raw(self, index: int) -> np.ndarray:
+        """The uint8 [H, W, 3] RGB image of item `index`, without transforms (selective search)."""
+        return self.generate(index)[0]
+
+    def get_target(self, index: int) -> dict:
+        """The target of item `index` without transforms (cheap enough: the image is redrawn)."""
+        return self._target(index, *self.generate(index)[1:])
+
+    def _target(self, index, boxes, labels) -> dict:
+        index = index % self.num_images
+        boxes = torch.from_numpy(boxes)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return dict(boxes=boxes, labels=torch.from_numpy(labels),
+                    image_id=torch.tensor(index, dtype=torch.int64), area=area,
+                    iscrowd=torch.zeros(len(labels), dtype=torch.int64))
+
+    def __getitem__(self, index: int):
+        img, boxes, labels = self.generate(index)
+        image = torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)
+        target = self._target(index, boxes, labels)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+    def __repr__(self) -> str:
+        return (f"ShapesDataset(split={self.split!r}, num_images={self.num_images}, "
+                f"image_size={self.image_size}, seed={self.seed}, classes={self.classes[1:]})")
+
+
+def _check_image_size(image_size) -> tuple:
+    try:
+        h, w = (int(s) for s in image_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size must be (height, width), got {image_size!r}") from None
+    if h < 32 or w < 32:
+        raise ValueError(f"image_size must be at least (32, 32), got {(h, w)}")
+    return (h, w)

@@ -1,0 +1,74 @@
+"""Targets in torchvision's detection format: validation and batching.
+
+A target is ``dict(boxes=float32 [G, 4] (x1, y1, x2, y2), labels=int64 [G], ...)`` with labels
+1..K and 0 reserved for background (Fast R-CNN sec. 2.3 uses "u = 0" for background).
+Detection images differ in size and in G, so a batch is a pair of lists, not a stacked tensor.
+
+Shape key:
+    G  ground-truth objects in one image
+    K  foreground classes
+"""
+from __future__ import annotations
+
+import torch
+
+
+def collate_fn(batch):
+    """[(image, target), ...] -> (list of images, list of targets); use as DataLoader(collate_fn=...)."""
+    images, targets = [], []
+    for item in batch:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError("collate_fn expects items (image, target), got "
+                            f"{type(item).__name__}")
+        images.append(item[0])
+        targets.append(item[1])
+    return images, targets
+
+
+def check_target(target, image_size=None, num_classes=None, name="target") -> dict:
+    """Validate a target dict; raise ValueError naming the bad field. Returns `target`.
+
+    Checks: ``boxes`` is a float tensor [G, 4], finite, with x2 > x1 and y2 > y1 (and inside
+    ``image_size`` = (H, W) when given); ``labels`` is an int64 tensor [G] in 1..num_classes-1
+    when ``num_classes`` (K + 1, background included) is given.
+    """
+    if not isinstance(target, dict):
+        raise TypeError(f"{name} must be a dict with 'boxes' and 'labels', got {type(target).__name__}")
+    for key in ("boxes", "labels"):
+        if key not in target:
+            raise ValueError(f"{name} needs a '{key}' entry; it has {sorted(target)}")
+    _check_boxes(target["boxes"], f"{name}['boxes']", image_size)
+    _check_labels(target["labels"], f"{name}['labels']", len(target["boxes"]), num_classes)
+    return target
+
+
+def _check_boxes(boxes, name, image_size=None) -> None:
+    if not torch.is_tensor(boxes) or not boxes.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor [G, 4], got "
+                         f"{getattr(boxes, 'dtype', type(boxes).__name__)}")
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape [G, 4], got {list(boxes.shape)}")
+    if not torch.isfinite(boxes).all():
+        raise ValueError(f"{name} holds NaN or inf values")
+    bad = ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"{name}: degenerate box at index {i}: {boxes[i].tolist()} "
+                         "(need x2 > x1 and y2 > y1, boxes are (x1, y1, x2, y2))")
+    if image_size is not None and len(boxes):
+        h, w = image_size
+        lo, hi = boxes.min(), torch.maximum(boxes[:, 2::2].max() - w, boxes[:, 1::2].max() - h)
+        if lo < 0 or hi > 1e-3:
+            raise ValueError(f"{name} must lie inside the image of size (H, W) = {(h, w)}")
+
+
+def _check_labels(labels, name, num_boxes, num_classes=None) -> None:
+    if not torch.is_tensor(labels) or labels.dtype != torch.int64:
+        raise ValueError(f"{name} must be an int64 tensor [G], got "
+                         f"{getattr(labels, 'dtype', type(labels).__name__)}")
+    if labels.shape != (num_boxes,):
+        raise ValueError(f"{name} must have shape [{num_boxes}] (one per box), got {list(labels.shape)}")
+    if num_classes is not None and len(labels):
+        if labels.min() < 1 or labels.max() >= num_classes:
+            raise ValueError(f"{name} must lie in 1..{num_classes - 1} (0 is background), got "
+                             f"min {int(labels.min())}, max {int(labels.max())}")

@@ -1,0 +1,146 @@
+"""Detection losses: smooth L1, the RPN loss (Faster R-CNN eq. 1) and the Fast R-CNN multi-task
+loss (Fast R-CNN eq. 1 and 3).
+
+Shape key:
+    A     anchors (one image, or several images concatenated)
+    k     anchors per feature-map location (9 = 3 scales x 3 ratios in the paper)
+    R     RoIs (one image, or several images concatenated)
+    K     foreground classes; class 0 is background, so classifiers have K + 1 outputs
+
+Faster R-CNN eq. 1 (the RPN loss)::
+
+    L({p_i}, {t_i}) = 1/N_cls sum_i L_cls(p_i, p_i*) + lambda 1/N_reg sum_i p_i* L_reg(t_i, t_i*)
+
+Fast R-CNN eq. 1 (the detector loss, per RoI)::
+
+    L(p, u, t^u, v) = L_cls(p, u) + lambda [u >= 1] L_loc(t^u, v)
+
+``[u >= 1]`` is the Iverson bracket: 1 for a foreground RoI, 0 for background, so background RoIs
+contribute no box loss. ``L_loc`` is smooth L1 summed over (x, y, w, h) (Fast R-CNN eq. 2-3).
+"""
+import torch
+import torch.nn.functional as F
+
+__all__ = ["smooth_l1", "rpn_loss", "fast_rcnn_loss"]
+
+_REDUCTIONS = ("none", "sum", "mean")
+
+
+def _check_finite(**tensors):
+    """Raise ValueError naming the first argument that holds NaN or inf."""
+    for name, t in tensors.items():
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} contains NaN or inf; check the inputs that produced it "
+                             "(a diverging model, a degenerate box, a log of 0)")
+
+
+def _check_shape(t, shape, name):
+    """Raise ValueError unless tensor ``t`` has ``shape`` (``None`` matches any size)."""
+    if t.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
+        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+        raise ValueError(f"{name} must have shape {want}, got {list(t.shape)}")
+
+
+def smooth_l1(input, target, beta=1.0, reduction="sum"):
+    """Smooth L1 (Fast R-CNN eq. 3): 0.5 x^2 / beta if |x| < beta, else |x| - 0.5 beta.
+
+    The paper uses beta = 1. It equals ``torch.nn.functional.smooth_l1_loss``; note the default
+    reduction here is ``"sum"`` (the papers sum over coordinates and then normalise themselves),
+    not torch's ``"mean"``. ``beta = 0`` is plain L1.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    diff = (input - target).abs()
+    if beta == 0:
+        loss = diff
+    else:
+        loss = torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
+    if reduction == "sum":
+        return loss.sum()
+    return loss.mean() if reduction == "mean" else loss
+
+
+def rpn_loss(pred_objectness, pred_deltas, labels, gt_deltas, n_cls=256, n_reg=None,
+             num_anchors_per_location=9, lam=10.0, beta=1.0, normalize="paper"):
+    """RPN loss, Faster R-CNN eq. 1. Returns ``(loss_objectness, loss_rpn_box_reg)``, scalars.
+
+    pred_objectness: [A] logits (objectness p_i = sigmoid(logit)). The paper's cls layer is a
+        2-class softmax; its footnote notes a logistic output is the alternative. The two are the
+        same model: softmax([z0, z1])[1] = sigmoid(z1 - z0), so one logit with binary
+        cross-entropy is the 2-class log loss L_cls.
+    pred_deltas, gt_deltas: [A, 4] (tx, ty, tw, th) predictions and targets (eq. 2).
+    labels: [A] int in {1, 0, -1}: p_i* = 1 positive, 0 negative, -1 not in the mini-batch
+        (the output of ``matching.sample_labels``).
+    A batch of images may be flattened (anchors of all images concatenated); then pass totals:
+    ``n_cls = 256 * num_images``; the default n_reg already counts locations of all images.
+
+    normalize="paper": loss_objectness = sum BCE over sampled anchors / n_cls (256);
+        loss_rpn_box_reg = lam * sum_{positives} smooth_l1 / n_reg with lam = 10 and
+        n_reg = number of anchor locations (~2400 for a ~1000x600 image), taken as
+        ``A // num_anchors_per_location`` unless ``n_reg`` is given.
+    normalize="sampled": both terms divided by the number of sampled anchors (torchvision,
+        Detectron). Modern code found this, with beta = 1/9 (a steeper, nearly-L1 loss for the
+        small deltas of well-matched anchors), more stable than the paper's constants;
+        ``lam=1, beta=1/9, normalize="sampled"`` reproduces torchvision's RPN loss.
+        An empty mini-batch gives zero losses instead of NaN.
+    """
+    if normalize not in ("paper", "sampled"):
+        raise ValueError(f'normalize must be "paper" or "sampled", got {normalize!r}')
+    A = labels.shape[0] if labels.dim() == 1 else -1
+    _check_shape(labels, (None,), "labels")
+    _check_shape(pred_objectness, (A,), "pred_objectness")
+    _check_shape(pred_deltas, (A, 4), "pred_deltas")
+    _check_shape(gt_deltas, (A, 4), "gt_deltas")
+    if ((labels < -1) | (labels > 1)).any():
+        raise ValueError("labels must hold 1 (positive), 0 (negative) or -1 (ignored); "
+                         f"got values {labels.unique().tolist()}")
+    _check_finite(pred_objectness=pred_objectness, pred_deltas=pred_deltas, gt_deltas=gt_deltas)
+
+    sampled = labels >= 0
+    positive = labels == 1
+    cls = F.binary_cross_entropy_with_logits(
+        pred_objectness[sampled], labels[sampled].to(pred_objectness.dtype), reduction="sum")
+    reg = smooth_l1(pred_deltas[positive], gt_deltas[positive], beta=beta, reduction="sum")
+    if normalize == "sampled":
+        n_cls = n_reg = max(int(sampled.sum()), 1)
+    elif n_reg is None:
+        n_reg = max(A // num_anchors_per_location, 1)
+    return cls / n_cls, lam * reg / n_reg
+
+
+def fast_rcnn_loss(class_logits, box_regression, labels, gt_deltas, lam=1.0, beta=1.0):
+    """Fast R-CNN multi-task loss (eq. 1). Returns ``(loss_classifier, loss_box_reg)``, scalars.
+
+    class_logits: [R, K+1] (softmax gives p); labels: [R] int64, u in 0..K (0 = background).
+    box_regression: [R, 4*(K+1)] class-specific deltas, torchvision's layout (the background
+        slot is unused); only the 4 deltas t^u of the true class u are penalised.
+    gt_deltas: [R, 4] targets v (encode the matched gt box against the RoI).
+    loss_classifier = mean over R of -log p_u (cross-entropy).
+    loss_box_reg = lam * sum over foreground RoIs ([u >= 1]) of smooth_l1(t^u, v) / R: divided
+        by all R RoIs, like torchvision and py-faster-rcnn, so a RoI's weight does not depend on
+        how many foreground RoIs share its mini-batch. No foreground RoIs gives 0, not NaN.
+    ``beta=1/9`` reproduces ``torchvision.models.detection.roi_heads.fastrcnn_loss``.
+    """
+    R = labels.shape[0] if labels.dim() == 1 else -1
+    _check_shape(labels, (None,), "labels")
+    _check_shape(class_logits, (R, None), "class_logits")
+    num_classes = class_logits.shape[1]  # K + 1
+    _check_shape(box_regression, (R, 4 * num_classes), "box_regression")
+    _check_shape(gt_deltas, (R, 4), "gt_deltas")
+    if labels.dtype not in (torch.int64, torch.int32, torch.uint8, torch.int16, torch.int8):
+        raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
+    if ((labels < 0) | (labels >= num_classes)).any():
+        raise ValueError(f"labels must lie in 0..{num_classes - 1} (0 = background, K = "
+                         f"{num_classes - 1} classes), got values {labels.unique().tolist()}")
+    _check_finite(class_logits=class_logits, box_regression=box_regression, gt_deltas=gt_deltas)
+
+    labels = labels.long()
+    if R == 0:  # no RoIs: zero losses that still carry the graph (cross-entropy of nothing is NaN)
+        return class_logits.sum() * 0.0, box_regression.sum() * 0.0
+    loss_classifier = F.cross_entropy(class_logits, labels)
+    fg = torch.nonzero(labels > 0).squeeze(1)  # [u >= 1]
+    deltas_u = box_regression.reshape(R, num_classes, 4)[fg, labels[fg]]  # t^u, [n_fg, 4]
+    loss_box = smooth_l1(deltas_u, gt_deltas[fg], beta=beta, reduction="sum")
+    return loss_classifier, lam * loss_box / R

@@ -1,0 +1,131 @@
+"""Backbones: the shared convolutional layers of Fast and Faster R-CNN.
+
+Fast R-CNN sec. 2 and Faster R-CNN sec. 3 take an ImageNet classifier (ZF, VGG-16), drop its last
+max pool and its classifier, and keep the conv layers (the "conv5" feature map, stride 16) as
+the shared features; its fc6/fc7 layers initialise the detector's head. We do the same at a size
+that trains on a laptop CPU: `TinyVGG` is a VGG-style net (3x3 convs, 2x2 max pools, no batch
+norm) whose "ImageNet pre-training" is a classification task on crops of the shapes data
+(`frcnn_edu.pretrain`). VGG-16 and ResNet from torchvision are offered for readers with a network.
+
+Every backbone has two attributes the detectors read:
+    out_channels  C, channels of the feature map
+    stride        input pixels per feature-map cell (16 here, as in the papers)
+
+Shape key:
+    N  images in the batch        C  feature channels
+    H, W  input height / width    H/16, W/16  feature map (floor, as max pooling does)
+"""
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+PRETRAINED_TINY = ASSETS / "tiny_vgg_shapes.pt"
+
+# Images are normalised with ImageNet statistics everywhere, so torchvision weights fit too.
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+def _conv_block(cin, cout, convs, pool):
+    layers = []
+    for i in range(convs):
+        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1), nn.ReLU(inplace=True)]
+    if pool:
+        layers.append(nn.MaxPool2d(2, 2))
+    return layers
+
+
+class TinyVGG(nn.Sequential):
+    """VGG-style conv layers, stride 16: four blocks that end in a 2x2 max pool, then "conv5".
+
+    As in VGG-16, the pool after conv5 is removed: the RoI pooling layer takes its place.
+    [N, 3, H, W] -> [N, C, H//16, W//16]
+    """
+
+    def __init__(self, channels=(16, 32, 64, 128, 128), convs=(1, 1, 2, 2, 2)):
+        if len(channels) != 5 or len(convs) != 5:
+            raise ValueError("channels and convs need 5 entries (conv1..conv5), "
+                             f"got {len(channels)} and {len(convs)}")
+        layers, cin = [], 3
+        for i, (cout, n) in enumerate(zip(channels, convs)):
+            layers += _conv_block(cin, cout, n, pool=i < 4)
+            cin = cout
+        super().__init__(*layers)
+        self.out_channels = channels[-1]
+        self.stride = 16
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+
+class FCHead(nn.Sequential):
+    """fc6 -> ReLU -> fc7 -> ReLU on a pooled [R, C, P, P] region (VGG's classifier, minus fc8).
+
+    [R, C, P, P] -> [R, representation_size]
+    """
+
+    def __init__(self, in_channels, pool_size=7, representation_size=256, dropout=0.0):
+        layers = [nn.Flatten(), nn.Linear(in_channels * pool_size * pool_size, representation_size),
+                  nn.ReLU(inplace=True)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.Linear(representation_size, representation_size), nn.ReLU(inplace=True)]
+        super().__init__(*layers)
+        self.out_features = representation_size
+        self.pool_size = pool_size
+
+
+def tiny_vgg(pretrained=False, path=None):
+    """The TinyVGG conv layers; `pretrained=True` loads our shape-crop "ImageNet" weights."""
+    backbone = TinyVGG()
+    if pretrained:
+        backbone.load_state_dict(_load_pretrained(path)["features"])
+    return backbone
+
+
+def tiny_fc_head(pretrained=False, path=None, representation_size=256):
+    """fc6/fc7 for TinyVGG features (7x7 pooled); `pretrained=True` loads them from pre-training."""
+    head = FCHead(TinyVGG().out_channels, 7, representation_size)
+    if pretrained:
+        head.load_state_dict(_load_pretrained(path)["fc"])
+    return head
+
+
+def _load_pretrained(path=None):
+    path = Path(path) if path is not None else PRETRAINED_TINY
+    if not path.exists():
+        raise FileNotFoundError(
+            f"pre-trained TinyVGG weights not found at {path}; create them with "
+            "`python -m frcnn_edu pretrain --out <file>` or pass pretrained=False")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    # Stored in half precision to keep the repository small; the model trains in float32.
+    return {part: {k: v.float() for k, v in state[part].items()} for part in ("features", "fc")}
+
+
+def vgg16_backbone(weights=None):
+    """VGG-16 conv1_1 .. conv5_3 (last max pool removed), stride 16, 512 channels.
+
+    `weights` is passed to torchvision (e.g. "IMAGENET1K_V1"; downloading needs a network).
+    """
+    from torchvision.models import vgg16
+
+    features = vgg16(weights=weights).features[:-1]
+    features.out_channels, features.stride = 512, 16
+    return features
+
+
+def resnet_backbone(name="resnet18", weights=None):
+    """ResNet conv1 .. layer3 (stride 16), as the Faster R-CNN paper's ResNet "C4" variant."""
+    import torchvision.models as tvm
+
+    if name not in ("resnet18", "resnet34", "resnet50"):
+        raise ValueError(f"name must be resnet18, resnet34 or resnet50, got {name!r}")
+    net = getattr(tvm, name)(weights=weights)
+    body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2,
+                         net.layer3)
+    body.out_channels = 1024 if name == "resnet50" else 256
+    body.stride = 16
+    return body

@@ -1,0 +1,125 @@
+"""The Region Proposal Network (Faster R-CNN sec. 3.1).
+
+A small network slides over the shared conv feature map: an n x n window (n = 3, a 3x3 conv)
+maps each location to a vector, and two sibling 1x1 convs score k anchors there (objectness) and
+regress 4 deltas per anchor. Training labels anchors with the four IoU rules
+(`frcnn_edu.matching`), samples 256 of them, and applies eq. 1 (`frcnn_edu.losses.rpn_loss`);
+inference decodes the deltas into proposals and filters them (`frcnn_edu.proposals`).
+
+Shape key:
+    N     images in the batch           C   feature channels
+    Hf, Wf  feature-map height / width  k   anchors per location (9 = 3 sizes x 3 ratios)
+    A     anchors per image = Hf * Wf * k, ordered [Hf, Wf, k] like `anchors.grid_anchors`
+    G     ground-truth boxes of one image
+    P     proposals kept for one image
+"""
+import torch
+from torch import nn
+
+from .. import anchors as anchor_ops
+from ..boxes import encode_boxes
+from ..losses import rpn_loss
+from ..matching import label_anchors, sample_labels
+from ..proposals import generate_proposals
+
+
+class RPNHead(nn.Module):
+    """3x3 conv + ReLU (the sliding window), then 1x1 convs for k objectness logits and 4k deltas.
+
+    The paper draws 2k scores (a 2-class softmax per anchor); one logit per anchor with a sigmoid
+    is the same model (see `losses.rpn_loss`). Weights start from N(0, 0.01^2), as in sec. 3.1.3.
+    [N, C, Hf, Wf] -> ([N, A] logits, [N, A, 4] deltas)
+    """
+
+    def __init__(self, in_channels, num_anchors, mid_channels=None):
+        super().__init__()
+        mid = mid_channels or in_channels
+        self.conv = nn.Conv2d(in_channels, mid, 3, padding=1)
+        self.cls_logits = nn.Conv2d(mid, num_anchors, 1)
+        self.bbox_pred = nn.Conv2d(mid, 4 * num_anchors, 1)
+        for layer in (self.conv, self.cls_logits, self.bbox_pred):
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, features):
+        n, _, hf, wf = features.shape
+        t = torch.relu(self.conv(features))
+        logits = self.cls_logits(t).permute(0, 2, 3, 1).reshape(n, -1)  # [N, Hf*Wf*k]
+        k = logits.shape[1] // (hf * wf)
+        deltas = self.bbox_pred(t).view(n, k, 4, hf, wf).permute(0, 3, 4, 1, 2).reshape(n, -1, 4)
+        return logits, deltas
+
+
+class RegionProposalNetwork(nn.Module):
+    """Anchors + RPN head + labeling/sampling/loss (training) + the proposal layer.
+
+    Defaults are the paper's: 3 sizes x 3 ratios, 256 anchors per image with at most half
+    positive, IoU 0.7 / 0.3, lambda = 10 with N_cls = 256 and N_reg = anchor locations, NMS at 0.7,
+    2000 proposals per image in training and 300 at test time. Anchors that cross the image
+    border are ignored in training (sec. 3.3) and kept, clipped, at test time.
+    """
+
+    def __init__(self, in_channels, stride=16, anchor_sizes=(128, 256, 512),
+                 anchor_ratios=(0.5, 1.0, 2.0), batch_size_per_image=256, positive_fraction=0.5,
+                 pos_iou=0.7, neg_iou=0.3, pre_nms_top_n=(12000, 6000), post_nms_top_n=(2000, 300),
+                 nms_thresh=0.7, min_size=0.0, lam=10.0, loss_normalize="paper", mid_channels=None):
+        super().__init__()
+        self.stride = stride
+        self.register_buffer("base_anchors",
+                             anchor_ops.make_base_anchors(anchor_sizes, anchor_ratios), persistent=False)
+        self.head = RPNHead(in_channels, len(anchor_sizes) * len(anchor_ratios), mid_channels)
+        self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
+        self.pos_iou, self.neg_iou = pos_iou, neg_iou
+        self.pre_nms_top_n, self.post_nms_top_n = pre_nms_top_n, post_nms_top_n  # (train, test)
+        self.nms_thresh, self.min_size = nms_thresh, min_size
+        self.lam, self.loss_normalize = lam, loss_normalize
+
+    @property
+    def num_anchors_per_location(self):
+        return self.base_anchors.shape[0]
+
+    def anchors_for(self, features):
+        """All anchors of the (padded) feature map, [A, 4] in input-image pixels."""
+        return anchor_ops.grid_anchors(self.base_anchors, features.shape[-2:], self.stride)
+
+    def forward(self, features, image_sizes, targets=None):
+        """Returns (proposals list[[P, 4]], scores list[[P]], losses dict).
+
+        Proposals are detached: the detector treats them as constants (approximate joint
+        training, sec. 3.2). Losses are empty in eval mode or when targets is None.
+        """
+        pred_logits, pred_deltas = self.head(features)
+        anchors = self.anchors_for(features)
+        mode = 0 if self.training else 1
+        proposals, scores = generate_proposals(
+            anchors, pred_logits.detach(), pred_deltas.detach(), image_sizes,
+            pre_nms_top_n=self.pre_nms_top_n[mode], post_nms_top_n=self.post_nms_top_n[mode],
+            nms_thresh=self.nms_thresh, min_size=self.min_size)
+        losses = {}
+        if targets is not None:
+            losses = self.loss(anchors, pred_logits, pred_deltas, image_sizes, targets)
+        return proposals, scores, losses
+
+    def assign_targets(self, anchors, image_size, gt_boxes):
+        """Labels (1 / 0 / -1 after sampling 256) and regression targets for one image."""
+        valid = anchor_ops.inside_image(anchors, image_size)
+        labels, matched = label_anchors(anchors, gt_boxes, self.pos_iou, self.neg_iou, valid=valid)
+        labels = sample_labels(labels, self.batch_size_per_image, self.positive_fraction)
+        gt_deltas = torch.zeros_like(anchors)
+        positive = labels == 1
+        if positive.any():
+            gt_deltas[positive] = encode_boxes(anchors[positive], gt_boxes[matched[positive]])
+        return labels, gt_deltas
+
+    def loss(self, anchors, pred_logits, pred_deltas, image_sizes, targets):
+        """Eq. 1 for each image, averaged over the images of the batch."""
+        cls_total, reg_total = 0.0, 0.0
+        for i, target in enumerate(targets):
+            labels, gt_deltas = self.assign_targets(anchors, image_sizes[i], target["boxes"])
+            cls, reg = rpn_loss(pred_logits[i], pred_deltas[i], labels, gt_deltas,
+                                n_cls=self.batch_size_per_image,
+                                num_anchors_per_location=self.num_anchors_per_location,
+                                lam=self.lam, normalize=self.loss_normalize)
+            cls_total, reg_total = cls_total + cls, reg_total + reg
+        n = len(targets)
+        return {"loss_objectness": cls_total / n, "loss_rpn_box_reg": reg_total / n}

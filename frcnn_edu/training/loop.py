@@ -1,0 +1,137 @@
+"""The training loop every scheme shares: SGD with momentum, a step schedule, checkpoints.
+
+The papers train with SGD (momentum 0.9, weight decay 0.0005) and drop the learning rate by 10x
+for the last part of training (Faster R-CNN sec. 3.1.3: 60k iterations, then 20k at a tenth).
+`train` does the same for a budget given in steps, epochs or minutes, with a short linear
+warm-up (so a from-scratch head does not diverge in its first steps), a progress bar, a loss
+history, a NaN check that names the step and the loss, and a checkpoint after every epoch that a
+second call with the same `out` folder resumes from.
+
+Shape key:
+    B  images per step (the paper's N = 2 for Fast R-CNN, 1 for the RPN)
+"""
+import math
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.transforms import RandomHorizontalFlip
+from ..models.batching import check_targets
+from .checkpoint import load_checkpoint, save_checkpoint
+
+
+def default_forward(model, images, targets):
+    return model(images, targets)
+
+
+def check_dataset(dataset, num_classes):
+    """Validate every target once, before the first step (bad data fails fast and clearly)."""
+    for i in range(len(dataset)):
+        _, target = dataset[i]
+        try:
+            check_targets([target], num_classes, 1)
+        except ValueError as e:
+            raise ValueError(f"dataset item {i}: {e}") from None
+
+
+def epoch_order(n, seed, epoch):
+    """The shuffled order of epoch `epoch`: fixed by (seed, epoch), so a resumed run matches."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+
+
+def lr_at(step, total, lr, warmup, drops):
+    """Linear warm-up over `warmup` steps, then lr / 10 after each fraction in `drops`."""
+    factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    return lr * factor * 0.1 ** sum(step >= int(d * total) for d in drops)
+
+
+def _batches(dataset, batch_size, seed, epoch, flip):
+    """Mini-batches of one epoch; random horizontal flips (Fast R-CNN sec. 2.3) when `flip`."""
+    order = epoch_order(len(dataset), seed, epoch).tolist()
+    flipper = RandomHorizontalFlip(0.5 if flip else 0.0,
+                                   generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        items = [flipper(*dataset[i]) for i in order[start:start + batch_size]]
+        yield [img for img, _ in items], [t for _, t in items]
+
+
+def _step(model, optimizer, forward, images, targets, step, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    try:
+        losses = forward(model, images, targets)
+    except ValueError as e:
+        if "NaN" in str(e):
+            raise FloatingPointError(f"training stopped at step {step}: {e}") from e
+        raise
+    for name, value in losses.items():
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"training stopped at step {step}: {name} is {value.item()}; "
+                                     "lower the learning rate or check the data")
+    optimizer.zero_grad(set_to_none=True)
+    sum(losses.values()).backward()
+    optimizer.step()
+    return {name: value.item() for name, value in losses.items()}
+
+
+def _plan(steps, epochs, minutes, steps_per_epoch):
+    if sum(x is not None for x in (steps, epochs, minutes)) != 1:
+        raise ValueError("give exactly one budget: steps=, epochs= or minutes=")
+    if steps_per_epoch == 0:
+        raise ValueError("the dataset holds fewer images than batch_size")
+    if minutes is not None:
+        return None  # decided after timing the first steps
+    return steps if steps is not None else epochs * steps_per_epoch
+
+
+def _to(device, images, targets):
+    return ([img.to(device) for img in images],
+            [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets])
+
+
+def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2, lr=0.01,
+          momentum=0.9, weight_decay=5e-4, warmup=50, lr_drops=(0.75,), params=None,
+          forward=default_forward, flip=True, out=None, device=None, seed=0,
+          progress=True, desc="train", calibration_steps=10):
+    """Train `model` on `dataset` for a budget of steps, epochs or minutes; returns the history.
+
+    The history is a list of dicts, one per step: step, epoch, lr, time (seconds of training so
+    far), loss (the sum) and each named loss. With `out`, a checkpoint is written after every
+    epoch and at the end; calling again with the same `out` resumes (or returns at once when
+    the run had finished). `params` restricts what is trained (4-step training freezes layers).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device).train()
+    params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    state = load_checkpoint(out, model, optimizer, map_location=device) if out else None
+    state = state or {"step": 0, "epoch": 0, "total_steps": None, "history": [], "elapsed": 0.0}
+    per_epoch = len(dataset) // batch_size
+    total = state["total_steps"] or _plan(steps, epochs, minutes, per_epoch)
+    bar = tqdm(total=total, initial=state["step"], desc=desc, disable=not progress, leave=False)
+    started = time.perf_counter() - state["elapsed"]
+    while total is None or state["step"] < total:
+        for images, targets in _batches(dataset, batch_size, seed, state["epoch"], flip):
+            if total is not None and state["step"] >= total:
+                break
+            rate = lr_at(state["step"], total or math.inf, lr, warmup, lr_drops if total else ())
+            record = _step(model, optimizer, forward, *_to(device, images, targets), state["step"], rate)
+            state["step"] += 1
+            state["history"].append({"step": state["step"], "epoch": state["epoch"], "lr": rate,
+                                     "time": time.perf_counter() - started,
+                                     "loss": sum(record.values()), **record})
+            if total is None and state["step"] == calibration_steps:
+                per_step = (time.perf_counter() - started) / calibration_steps
+                total = max(calibration_steps, int(minutes * 60 / per_step))
+                bar.reset(total=total)
+                bar.update(state["step"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{state['history'][-1]['loss']:.3f}")
+        state["epoch"] += 1
+        state["elapsed"], state["total_steps"] = time.perf_counter() - started, total
+        if out:
+            save_checkpoint(out, model, optimizer, state)
+    bar.close()
+    model.eval()
+    return state["history"]

@@ -1,0 +1,101 @@
+"""The ways Faster R-CNN sec. 3.2 trains one network that both proposes and detects.
+
+* Approximate joint training: one loop over the sum of the four losses. The detector treats
+  the RPN's proposals as constants, so all weights are updated but the gradient of the detector
+  loss with respect to the proposal coordinates is ignored (that is the approximation).
+* 4-step alternating training, the paper's main scheme:
+  1. train the RPN, initialised from the pre-trained backbone;
+  2. train a separate Fast R-CNN (a fresh pre-trained backbone) on step 1's proposals;
+  3. initialise the RPN from the detector's conv layers, freeze those shared layers, and
+     fine-tune only the RPN's own layers;
+  4. keep the shared layers frozen and fine-tune the detector's own layers on step 3's
+     proposals. The two now share their conv layers: one unified network.
+Non-approximate joint training would also back-propagate into the proposal boxes, which needs
+an RoI warping layer differentiable in the box coordinates (not built here; the paper leaves it
+out of its experiments too).
+
+Every function takes a budget and an `out` folder; each stage checkpoints in its own sub-folder,
+so an interrupted 4-step run resumes in the stage where it stopped.
+"""
+import copy
+from pathlib import Path
+
+from .loop import check_dataset, train
+
+# Share of the time budget each of the four steps gets (the paper: 80k, 80k(+), 80k, 80k... our
+# steps 3 and 4 only fine-tune a few layers, so they are shorter).
+FOUR_STEP_SHARES = (0.3, 0.4, 0.1, 0.2)
+
+
+def _sub(out, name):
+    return None if out is None else Path(out) / name
+
+
+def _budget(minutes, steps, share):
+    if minutes is not None:
+        return {"minutes": minutes * share}
+    return {"steps": max(1, round(steps * share))}
+
+
+def train_joint(model, dataset, *, minutes=None, steps=None, epochs=None, out=None, **kwargs):
+    """Approximate joint training: `train` on the sum of the four losses."""
+    check_dataset(dataset, model.num_classes)
+    return train(model, dataset, minutes=minutes, steps=steps, epochs=epochs,
+                 out=_sub(out, "joint"), desc="joint", **kwargs)
+
+
+def _rpn_only(model, images, targets):
+    return model(images, targets, stages="rpn")
+
+
+def _detector_on(proposer):
+    """A forward for steps 2 and 4: the detector trains on `proposer`'s RPN proposals."""
+    def forward(model, images, targets):
+        proposals, _ = proposer.propose(images, train_settings=True)
+        return model(images, targets, stages="detector", proposals=proposals)
+    return forward
+
+
+def _detector_only(model, images, targets):
+    """Step 4: the unified model's own RPN proposes (its conv layers are shared and frozen)."""
+    return model(images, targets, stages="detector")
+
+
+def _frozen_backbone_params(model, part):
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    return list(getattr(model, part).parameters())
+
+
+def train_four_step(make_model, dataset, *, minutes=None, steps=None, out=None,
+                    shares=FOUR_STEP_SHARES, **kwargs):
+    """The paper's 4-step alternating training. Returns (model, dict of the 4 histories).
+
+    `make_model()` must build a fresh model with the pre-trained backbone (steps 1 and 2 each
+    start from one). The budget (minutes or steps) is split by `shares`.
+    """
+    if (minutes is None) == (steps is None):
+        raise ValueError("give exactly one budget: minutes= or steps=")
+    rpn_model, detector = make_model(), make_model()
+    check_dataset(dataset, detector.num_classes)
+    hist = {}
+    hist["1_rpn"] = train(rpn_model, dataset, forward=_rpn_only, out=_sub(out, "step1_rpn"),
+                          desc="step 1: RPN", **_budget(minutes, steps, shares[0]), **kwargs)
+    rpn_model.eval()
+    hist["2_detector"] = train(detector, dataset, forward=_detector_on(rpn_model),
+                               params=[*detector.backbone.parameters(), *detector.roi_heads.parameters()],
+                               out=_sub(out, "step2_detector"), desc="step 2: Fast R-CNN",
+                               **_budget(minutes, steps, shares[1]), **kwargs)
+    unified = copy.deepcopy(detector)  # shared conv layers from the detector (step 3 starts here)
+    unified.rpn.load_state_dict(rpn_model.rpn.state_dict())
+    hist["3_rpn"] = train(unified, dataset, forward=_rpn_only,
+                          params=_frozen_backbone_params(unified, "rpn"),
+                          out=_sub(out, "step3_rpn"), desc="step 3: RPN, shared frozen",
+                          **_budget(minutes, steps, shares[2]), **kwargs)
+    hist["4_detector"] = train(unified, dataset, forward=_detector_only,
+                               params=_frozen_backbone_params(unified, "roi_heads"),
+                               out=_sub(out, "step4_detector"), desc="step 4: detector head",
+                               **_budget(minutes, steps, shares[3]), **kwargs)
+    for p in unified.parameters():
+        p.requires_grad_(True)
+    return unified, hist
