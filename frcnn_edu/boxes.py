@@ -24,8 +24,9 @@ __all__ = [
     "remove_small_boxes", "nms", "batched_nms", "check_boxes",
 ]
 
-# Boxes per step of the blocked greedy NMS (see `nms`). Any value gives the same result.
-_NMS_BLOCK = 256
+# Block sizes of the blocked greedy NMS (see `_nms_sorted`): the first block, then the
+# number of surviving boxes aimed at per block. Any values give the same result.
+_NMS_FIRST, _NMS_BLOCK = 64, 512
 
 
 def _check_shape(boxes, name="boxes", last=4):
@@ -85,19 +86,14 @@ def box_iou(boxes1, boxes2):
     _check_shape(boxes2, "boxes2")
     b1, b2 = _upcast(boxes1), _upcast(boxes2)
     area1, area2 = box_area(b1), box_area(b2)
-    c1, c2 = b1.t()[:, :, None], b2.t()  # coordinates as [4, N, 1] and [4, M]
-    if torch.is_grad_enabled() and (b1.requires_grad or b2.requires_grad):
-        w = (torch.minimum(c1[2], c2[2]) - torch.maximum(c1[0], c2[0])).clamp(min=0)
-        h = (torch.minimum(c1[3], c2[3]) - torch.maximum(c1[1], c2[1])).clamp(min=0)
-        inter = w * h
+    if torch.is_grad_enabled() and (b1.requires_grad or b2.requires_grad):  # autograd-safe
+        lt = torch.maximum(b1[:, None, :2], b2[:, :2])  # [N, M, 2] top-left of the overlap
+        rb = torch.minimum(b1[:, None, 2:], b2[:, 2:])  # [N, M, 2] bottom-right
+        wh = (rb - lt).clamp(min=0)
+        inter = wh[..., 0] * wh[..., 1]
         return inter / (area1[:, None] + area2 - inter)
-    # Same operations in place: 3-4x faster on large inputs (fewer [N, M] allocations).
-    c1, c2 = c1.contiguous(), c2.contiguous()
-    w = torch.minimum(c1[2], c2[2]).sub_(torch.maximum(c1[0], c2[0])).clamp_(min=0)
-    h = torch.minimum(c1[3], c2[3]).sub_(torch.maximum(c1[1], c2[1])).clamp_(min=0)
-    inter = w.mul_(h)
-    union = (area1[:, None] + area2).sub_(inter)
-    return inter.div_(union)
+    # No gradient needed: the same operations in place (3-4x faster than torchvision's).
+    return _pairwise_iou(b1.t().contiguous(), area1, b2.t().contiguous(), area2)
 
 
 def _check_weights(weights):
@@ -119,7 +115,8 @@ def encode_boxes(reference, boxes, weights=(1.0, 1.0, 1.0, 1.0)):
     _check_shape(reference, "reference")
     _check_shape(boxes, "boxes")
     if reference.shape[0] != boxes.shape[0]:
-        raise ValueError(f"reference and boxes need the same N, got {reference.shape[0]} and {boxes.shape[0]}")
+        raise ValueError(f"reference and boxes need the same N (one matched box per reference box), "
+                         f"got {reference.shape[0]} and {boxes.shape[0]}")
     wx, wy, ww, wh = _check_weights(weights)
     ex_w = reference[:, 2:3] - reference[:, 0:1]
     ex_h = reference[:, 3:4] - reference[:, 1:2]
@@ -149,7 +146,8 @@ def decode_boxes(reference, deltas, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log
         shape = list(deltas.shape) if isinstance(deltas, Tensor) else type(deltas).__name__
         raise ValueError(f"deltas must have shape [N, 4] or [N, 4 * K], got {shape}")
     if deltas.shape[0] != reference.shape[0]:
-        raise ValueError(f"deltas and reference need the same N, got {deltas.shape[0]} and {reference.shape[0]}")
+        raise ValueError(f"deltas and reference need the same N (one row per reference box), "
+                         f"got {deltas.shape[0]} and {reference.shape[0]}")
     wx, wy, ww, wh = _check_weights(weights)
     reference = reference.to(deltas.dtype)
     widths = reference[:, 2] - reference[:, 0]
@@ -168,9 +166,9 @@ def decode_boxes(reference, deltas, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log
 
 
 def _check_image_size(image_size):
-    if len(image_size) != 2:
+    if not isinstance(image_size, (tuple, list, torch.Size)) or len(image_size) != 2:
         raise ValueError(f"image_size must be (height, width), got {image_size}")
-    return int(image_size[0]), int(image_size[1])
+    return image_size
 
 
 def clip_boxes(boxes, image_size):
@@ -192,55 +190,68 @@ def remove_small_boxes(boxes, min_size):
     return torch.where(keep)[0]
 
 
-def _overlaps(a, b, iou_threshold, ia=None, ib=None):
-    """Bool [len(a), len(b)]: IoU > threshold (and same category when ids are given)."""
-    over = box_iou(a, b) > iou_threshold
-    if ia is not None:
-        over &= ia[:, None] == ib[None, :]
-    return over
+def _pairwise_iou(c1, a1, c2, a2):
+    """IoU [N, M] from coordinates as rows c1 [4, N], c2 [4, M] (x1, y1, x2, y2) and areas
+    a1 [N], a2 [M]. The operations of `box_iou` (and of torchvision's NMS kernel), done in
+    place on [2, N, M] blocks: 3-4x faster than torchvision's box_iou on large inputs."""
+    c1, c2 = c1[:, :, None], c2[:, None, :]  # [4, N, 1] and [4, 1, M]
+    wh = torch.minimum(c1[2:], c2[2:]).sub_(torch.maximum(c1[:2], c2[:2])).clamp_(min=0)
+    inter = wh[0].mul_(wh[1])
+    return inter.div_((a1[:, None] + a2).sub_(inter))
 
 
 def _greedy_block(over):
-    """Greedy keep mask of B boxes in score order, given over[j, i] = "j suppresses i" (j < i).
+    """Greedy keep mask (bool [B]) of B boxes in score order, from the float 0/1 matrix
+    over[j, i] = 1 if box j may suppress box i (j < i: strictly upper triangular).
 
-    Fixed-point iteration keep[i] = not any_{j<i}(keep[j] and over[j, i]): the greedy answer
-    is its only fixed point, and after t steps every box whose chain of possible suppressors
-    is shorter than t is final, so it stops after at most B steps (usually 2 or 3).
+    Fixed-point iteration keep[i] = (number of kept j with over[j, i] = 1) == 0, i.e.
+    keep = (keep @ over == 0). The greedy answer is its only fixed point, and after t steps
+    every box whose chain of possible suppressors is shorter than t is final, so it stops
+    after at most B steps (usually 2 to 5). (A matrix product is much faster here than
+    any() over a bool matrix.)
     """
-    keep = torch.ones(over.shape[0], dtype=torch.bool, device=over.device)
+    keep = over.new_ones(over.shape[0])
     while True:
-        new = ~(over & keep[:, None]).any(0)
+        new = (keep @ over).eq_(0)  # float 1.0 where no kept box suppresses
         if torch.equal(new, keep):
-            return keep
+            return new.bool()
         keep = new
 
 
 def _nms_sorted(boxes, iou_threshold, idxs=None):
-    """Greedy NMS on boxes already sorted by decreasing score -> bool keep mask [N].
+    """Greedy NMS on boxes already sorted by decreasing score -> int64 positions of the kept.
 
-    Blocked version of the textbook loop: a box is only ever compared with boxes that were
-    *kept* before it (suppressed boxes suppress nothing), as in torchvision's CPU kernel.
-    For each block of boxes: drop those overlapping an earlier kept box (one vectorised IoU
-    against all kept boxes so far), then resolve the survivors among themselves.
+    Blocked version of the textbook loop. A box is only ever compared with boxes *kept*
+    before it (suppressed boxes suppress nothing), as in torchvision's CPU kernel. For each
+    block of boxes: drop those that overlap an earlier kept box (one vectorised IoU against
+    all kept boxes), then resolve the survivors among themselves (`_greedy_block`). Blocks
+    grow when few boxes survive, so that each holds about _NMS_BLOCK survivors.
     """
-    n = boxes.shape[0]
-    keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
-    kept = torch.empty(0, dtype=torch.long, device=boxes.device)
-    ids = idxs if idxs is not None else None
-    for start in range(0, n, _NMS_BLOCK):
-        cand = torch.arange(start, min(start + _NMS_BLOCK, n), device=boxes.device)
-        if kept.numel():
-            hit = _overlaps(boxes[kept], boxes[cand], iou_threshold,
-                            *((ids[kept], ids[cand]) if ids is not None else ()))
-            cand = cand[~hit.any(0)]
-        if cand.numel() == 0:
-            continue
-        over = _overlaps(boxes[cand], boxes[cand], iou_threshold,
-                         *((ids[cand], ids[cand]) if ids is not None else ())).triu_(1)
-        cand = cand[_greedy_block(over)]
-        keep[cand] = True
-        kept = torch.cat((kept, cand))
-    return keep
+    n, inf = boxes.shape[0], float("inf")
+    if n > 2**24:
+        raise ValueError(f"nms handles at most 2**24 boxes, got {n}; keep the top-scoring ones first")
+    b = _upcast(boxes.detach())
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    position = torch.arange(n, dtype=b.dtype, device=b.device)  # exact below 2**24 boxes
+    rows = [b, area[:, None], position[:, None]] + ([] if idxs is None else [idxs[:, None].to(b.dtype)])
+    data = torch.cat(rows, dim=1).t().contiguous()  # rows: x1, y1, x2, y2, area, position, category
+
+    def iou(p, q):  # [P, Q]; NaN (0/0) and pairs of two categories -> -inf: never suppress
+        v = _pairwise_iou(p[:4], p[4], q[:4], q[4]).nan_to_num_(nan=-inf, posinf=inf, neginf=-inf)
+        return v if idxs is None else v.masked_fill_(p[6, :, None] != q[6], -inf)
+
+    kept, start, size = data[:, :0], 0, _NMS_FIRST
+    while start < n:
+        block = data[:, start:start + size]
+        if kept.shape[1]:
+            block = block[:, iou(kept, block).amax(0) <= iou_threshold]
+        survivors = block.shape[1]
+        if survivors > 1:
+            block = block[:, _greedy_block(iou(block, block).gt_(iou_threshold).triu_(1))]
+        kept = torch.cat((kept, block), dim=1)
+        start += size  # next block: about _NMS_BLOCK survivors, at most ~4M IoUs at once
+        size = max(_NMS_FIRST, min(size * _NMS_BLOCK // max(survivors, 1), 2**22 // max(kept.shape[1], 1)))
+    return kept[5].long()
 
 
 def _check_nms_inputs(boxes, scores, idxs=None):
@@ -263,6 +274,7 @@ def nms(boxes, scores, iou_threshold):
     scores keep their input order (stable sort), which is what torchvision's CPU kernel does;
     its CUDA kernel does not promise an order for ties. Empty input -> empty int64 tensor.
     Raises ValueError on NaN in boxes or scores (torchvision would return an arbitrary answer).
+    The loop runs block-wise on whole tensors (`_nms_sorted`) and gives the loop's answer.
     """
     _check_nms_inputs(boxes, scores)
     order = torch.sort(scores, descending=True, stable=True).indices

@@ -72,7 +72,8 @@ def average_precision(recall, precision, method="area"):
     """
     recall, precision = _as_curve(recall, "recall"), _as_curve(precision, "precision")
     if recall.shape != precision.shape:
-        raise ValueError(f"recall and precision must have the same length, got {len(recall)} and {len(precision)}")
+        raise ValueError(f"recall and precision must have the same length, got {len(recall)} and "
+                         f"{len(precision)}")
     if (recall[1:] < recall[:-1]).any():
         raise ValueError("recall must be non-decreasing (the curve in decreasing score order)")
     if method == "11point":
@@ -120,7 +121,8 @@ def _check_entry(entry, where, num_classes, is_target):
         out["difficult"] = torch.as_tensor(entry.get("difficult", [False] * n)).detach().cpu().bool()
     extra = "difficult" if is_target else "scores"
     if out[extra].shape != (n,):
-        raise ValueError(f"{where}['{extra}'] must have shape [{n}] (one per box), got {list(out[extra].shape)}")
+        raise ValueError(f"{where}['{extra}'] must have shape [{n}] (one per box), got "
+                         f"{list(out[extra].shape)}")
     if not is_target and not torch.isfinite(out["scores"].double()).all():
         raise ValueError(f"{where}['scores'] contains NaN or inf")
     out["boxes"] = boxes.double()

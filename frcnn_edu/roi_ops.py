@@ -23,8 +23,17 @@ RoIAlign (Mask R-CNN): no rounding. Each bin is sampled on a regular sampling_ra
 sampling_ratio grid (adaptive: ceil(roi_height / ph) rows, ceil(roi_width / pw) columns) of
 bilinearly interpolated points, which are averaged. ``aligned=True`` shifts the box by -0.5 cell
 so that pixel centres line up (Detectron2's fix; the paper's version is ``aligned=False``).
+
+How they are vectorised here (read ``roi_pool_loop`` first for the idea itself):
+- roi_pool finds every bin's max with a 2-D sparse table (maxima of all 2^i x 2^j windows, so a
+  bin is the union of four windows) over codes that carry each value with its position, then
+  gathers the winners from ``input``; autograd sends each gradient back to its winner.
+- roi_align uses that bilinear sampling on a rectangular grid is separable: for each RoI,
+  out = A_y @ feature @ A_x^T, with A_y [ph, H] and A_x [pw, W] holding the averaged bilinear
+  weights of the sample points. Two matrix products; autograd differentiates them.
 """
 import math
+from functools import partial
 
 import torch
 from torch import nn
@@ -37,7 +46,8 @@ def _pair(output_size):
     """output_size int or (h, w) -> (h, w) of positive ints."""
     size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-        raise ValueError(f"output_size must be a positive int or a pair (h, w), got {output_size!r}")
+        raise ValueError(f"output_size must be a positive int or a pair (h, w), "
+                         f"got {output_size!r}")
     return size
 
 
@@ -60,8 +70,9 @@ def _check_args(input, boxes, spatial_scale):
     elif isinstance(boxes, torch.Tensor) and boxes.dim() == 2 and boxes.shape[1] == 5:
         rois = boxes.to(input)
     else:
+        got = list(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__
         raise ValueError("boxes must be a Tensor[R, 5] (batch_index, x1, y1, x2, y2) or a list "
-                         f"of Tensor[R_i, 4], got {list(getattr(boxes, 'shape', [])) or type(boxes)}")
+                         f"of Tensor[R_i, 4], got {got}")
     if not torch.isfinite(rois).all():
         raise ValueError("boxes contain NaN or inf")
     batch = rois[:, 0]
@@ -97,30 +108,49 @@ def _pool_bins(start, end, pooled, size):
     return lo.clamp(0, size).long(), hi.clamp(0, size).long()
 
 
-def _merge_argmax(value_a, index_a, value_b, index_b):
-    """Keep the larger value; on a tie the smaller (earlier row-major) index, as a scan would."""
-    take_b = (value_b > value_a) | ((value_b == value_a) & (index_b < index_a))
-    return torch.where(take_b, value_b, value_a), torch.where(take_b, index_b, index_a)
+# A "code" packs a cell's value and its index in input.flatten() so that the larger code holds the
+# larger value and, among equal values of one channel plane, the earlier position: the cell that
+# a row-major scan keeping the first strict maximum (torchvision's kernel) would pick. One
+# torch.maximum of two codes then gives the max of two windows together with its argmax.
+def _encode(input):
+    """Codes of all cells, channels last: int64 [N, H, W, C] (float64 input: float64 pairs
+    [N, H, W, C, 2], compared by ``_merge``)."""
+    N, C, H, W = input.shape
+    arange = partial(torch.arange, device=input.device)
+    values = input.detach().permute(0, 2, 3, 1)
+    if input.element_size() > 4 or input.numel() >= 2**32:  # no spare bits: (value, -index)
+        index = arange(N * C * H * W).view(N, C, H, W).permute(0, 2, 3, 1)
+        return torch.stack([values.double(), -index.double()], dim=-1).contiguous()
+    # float32/16: the value's 32 bits above, 0xFFFFFFFF - index below, in one int64.
+    bits = values.to(torch.float32, copy=True, memory_format=torch.contiguous_format)
+    bits = bits.add_(0.0).view(torch.int32)                          # -0.0 + 0.0 = +0.0
+    flip = (bits >> 31).bitwise_and_(0x7FFFFFFF)                     # negative floats: flip the
+    code = bits.bitwise_xor_(flip).long().bitwise_left_shift_(32)    # bits: int order = float order
+    code += 0xFFFFFFFF - arange(N).view(N, 1, 1, 1) * (C * H * W)     # in place, broadcast
+    code -= arange(H * W).view(1, H, W, 1) + arange(C) * (H * W)
+    return code
 
 
-def _level_queries(hs, he, ws, we, level_y, level_x):
-    """The four corner windows (2^ly x 2^lx) that cover each bin: [4, Q] rows and columns."""
-    sy, sx = 1 << level_y, 1 << level_x
-    ys = torch.stack([hs, hs, he - sy, he - sy])
-    xs = torch.stack([ws, we - sx, ws, we - sx])
-    return ys, xs
+def _merge(code_a, code_b):
+    """Elementwise max of two codes (see ``_encode``)."""
+    if code_a.dtype == torch.int64:
+        return torch.maximum(code_a, code_b)
+    (va, pa), (vb, pb) = code_a.unbind(-1), code_b.unbind(-1)
+    take_b = (vb > va) | ((vb == va) & (pb > pa))
+    return torch.where(take_b[..., None], code_b, code_a)
 
 
-def _roi_pool_argmax(input, rois, spatial_scale, output_size):
-    """For every output (r, c, i, j): flat index h * W + w of the bin's max cell, and a mask of
-    non-empty bins. [R, C, ph, pw] each.
+def _decode(code):
+    """Index into input.flatten() held by a code."""
+    if code.dtype == torch.int64:
+        return 0xFFFFFFFF - (code & 0xFFFFFFFF)
+    return (-code[..., 1]).long()
 
-    A 2-D sparse table answers the range-max queries: level (ly, lx) holds, for each cell, the
-    max (and its position) of the 2^ly x 2^lx window starting there. A bin of h x w cells is the
-    union of four such windows with 2^ly <= h, 2^lx <= w (they overlap, which max does not
-    mind). Channels are kept last so that one query gathers all C values at once.
-    """
-    (N, C, H, W), (ph, pw), R = input.shape, output_size, rois.shape[0]
+
+def _bin_ranges(rois, spatial_scale, output_size, H, W):
+    """Image index, row range [hs, he) and column range [ws, we) of every bin, each [R*ph*pw]
+    (bins in (r, i, j) order), and the mask of non-empty bins."""
+    (ph, pw), R = output_size, rois.shape[0]
     scale = torch.tensor(spatial_scale, dtype=rois.dtype, device=rois.device)
     hs, he = _pool_bins(rois[:, 2] * scale, rois[:, 4] * scale, ph, H)   # [R, ph]
     ws, we = _pool_bins(rois[:, 1] * scale, rois[:, 3] * scale, pw, W)   # [R, pw]
@@ -128,45 +158,62 @@ def _roi_pool_argmax(input, rois, spatial_scale, output_size):
     hs, he = hs[:, :, None].expand(shape).flatten(), he[:, :, None].expand(shape).flatten()
     ws, we = ws[:, None, :].expand(shape).flatten(), we[:, None, :].expand(shape).flatten()
     batch = rois[:, 0].long()[:, None].expand(R, ph * pw).flatten()
-    nonempty = (he > hs) & (we > ws)
-    level_y = torch.log2((he - hs).clamp(min=1).double()).floor().long()   # exact for ints
-    level_x = torch.log2((we - ws).clamp(min=1).double()).floor().long()
-    best = torch.zeros(R * ph * pw, C, dtype=torch.int32, device=input.device)
-
-    value_x = input.detach().permute(0, 2, 3, 1)                      # [N, H, W, C]
-    flat = torch.arange(H * W, dtype=torch.int32, device=input.device).view(1, H, W, 1)
-    index_x = flat.expand(N, H, W, C)
-    for lx in range(int(level_x.max()) + 1 if R else 0):
-        if lx > 0:                                                    # widen windows to 2^lx
-            s = 1 << (lx - 1)
-            value_x, index_x = _merge_argmax(value_x[:, :, :-s], index_x[:, :, :-s],
-                                             value_x[:, :, s:], index_x[:, :, s:])
-        in_x = nonempty & (level_x == lx)
-        if not in_x.any():
-            continue
-        value, index = value_x, index_x
-        for ly in range(int(level_y[in_x].max()) + 1):
-            if ly > 0:                                                # heighten windows to 2^ly
-                s = 1 << (ly - 1)
-                value, index = _merge_argmax(value[:, :-s], index[:, :-s],
-                                             value[:, s:], index[:, s:])
-            q = torch.nonzero(in_x & (level_y == ly)).squeeze(1)
-            if len(q):
-                best[q] = _query(value, index, batch[q], hs[q], he[q], ws[q], we[q], ly, lx)
-    best = best.view(R, ph, pw, C).permute(0, 3, 1, 2)
-    return best, nonempty.view(R, 1, ph, pw)
+    return batch, hs, he, ws, we, (he > hs) & (we > ws)
 
 
-def _query(value, index, batch, hs, he, ws, we, ly, lx):
-    """Max position of Q bins from sparse-table level (ly, lx): [Q, C] int32."""
-    _, Hl, Wl, C = value.shape
-    ys, xs = _level_queries(hs, he, ws, we, ly, lx)
-    rows = ((batch * Hl + ys) * Wl + xs).flatten()                    # [4 * Q]
-    v = value.reshape(-1, C).index_select(0, rows).view(4, -1, C)
-    i = index.reshape(-1, C).index_select(0, rows).view(4, -1, C)
-    v01, i01 = _merge_argmax(v[0], i[0], v[1], i[1])
-    v23, i23 = _merge_argmax(v[2], i[2], v[3], i[3])
-    return _merge_argmax(v01, i01, v23, i23)[1]
+def _roi_pool_argmax(input, rois, spatial_scale, output_size):
+    """Index into ``input.flatten()`` of the max cell of every bin and channel, [R, C, ph*pw]
+    (``input.numel()`` for empty bins), and the mask of non-empty bins, [R*ph*pw].
+
+    A 2-D sparse table answers the range-max queries: level (ly, lx) holds, for each cell, the
+    code (max and argmax) of the 2^ly x 2^lx window starting there. A bin of h x w cells is the
+    union of four such windows with 2^ly <= h, 2^lx <= w (they overlap, which max does not
+    mind; one window is enough when h = 2^ly and w = 2^lx). Channels are kept last so that one
+    lookup fetches all C codes. Bins are sorted by level, so each level is built once, in turn.
+    """
+    N, C, H, W = input.shape
+    batch, hs, he, ws, we, nonempty = _bin_ranges(rois, spatial_scale, output_size, H, W)
+    level_y = (he - hs).clamp(min=1).double().log2().floor().long()      # exact for integers
+    level_x = (we - ws).clamp(min=1).double().log2().floor().long()
+    exact = ((he - hs) == (1 << level_y)).long() * 2 + ((we - ws) == (1 << level_x)).long()
+    group = ((level_x * 64 + level_y) * 4 + exact)[nonempty]          # sorted: lx, then ly
+    bins = torch.nonzero(nonempty).squeeze(1)[torch.argsort(group, stable=True)]
+    keys, counts = torch.unique_consecutive(group.sort().values, return_counts=True)
+    P = output_size[0] * output_size[1]
+    best = torch.empty(len(batch) // P, C, P, device=input.device,  # [R, C, P]: output layout
+                       dtype=torch.int32 if input.numel() < 2**31 - 1 else torch.int64)
+    best_of_bin = best.permute(0, 2, 1)                               # [R, P, C] view
+    empty = torch.nonzero(~nonempty).squeeze(1)
+    best_of_bin[empty // P, empty % P] = input.numel()
+    code_x = code = _encode(input)
+    at_x = at_y = 0                                                   # level of code_x / code
+    for key, part in zip(keys.tolist(), bins.split(counts.tolist())):
+        lx, ly, exact_y, exact_x = key // 256, key // 4 % 64, key // 2 % 2, key % 2
+        while at_x < lx:                                              # windows 2^lx wide
+            at_x, s = at_x + 1, 1 << at_x
+            code_x = code = _merge(code_x[:, :, :-s], code_x[:, :, s:])
+            at_y = 0
+        while at_y < ly:                                              # windows 2^ly high
+            at_y, s = at_y + 1, 1 << at_y
+            code = _merge(code[:, :-s], code[:, s:])
+        for q in part.split(max(1, 2**17 // C)):                      # small temporaries
+            ys = [hs[q]] if exact_y else [hs[q], he[q] - (1 << ly)]
+            xs = [ws[q]] if exact_x else [ws[q], we[q] - (1 << lx)]
+            best_of_bin[q // P, q % P] = _query(code, batch[q], ys, xs).to(best.dtype)
+    return best, nonempty
+
+
+def _query(code, batch, ys, xs):
+    """Argmax indices [Q, C] of Q bins, each the union of the windows starting at the
+    rows ``ys`` x columns ``xs`` (lists of [Q] tensors) of the table ``code``."""
+    _, Hl, Wl = code.shape[:3]
+    rows = torch.stack([(batch * Hl + y) * Wl + x for y in ys for x in xs]).flatten()
+    corners = code.reshape(len(code) * Hl * Wl, -1).index_select(0, rows)
+    corners = corners.view(-1, len(batch), *code.shape[3:])
+    result = corners[0]
+    for other in corners[1:]:
+        result = _merge(result, other)
+    return _decode(result)
 
 
 def roi_pool(input, boxes, output_size, spatial_scale=1.0):
@@ -176,18 +223,15 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     (ph, pw). Returns [R, C, ph, pw]. The argmax cells are found without gradient; the output
     then gathers them from ``input``, so autograd routes each gradient to its argmax cell.
     """
-    output_size = _pair(output_size)
-    rois = _check_args(input, boxes, spatial_scale)
+    rois, (ph, pw) = _check_args(input, boxes, spatial_scale), _pair(output_size)
     if rois.shape[0] == 0:
-        return _empty_output(input, output_size)
+        return _empty_output(input, (ph, pw))
     with torch.no_grad():
-        best, nonempty = _roi_pool_argmax(input, rois, spatial_scale, output_size)
-        N, C, H, W = input.shape
-        plane = (rois[:, 0].long().view(-1, 1, 1, 1) * C
-                 + torch.arange(C, device=input.device).view(1, -1, 1, 1)) * (H * W)
-        flat_index = plane + best                                     # into input.flatten()
-    pooled = input.flatten()[flat_index]
-    return torch.where(nonempty, pooled, torch.zeros((), dtype=pooled.dtype, device=pooled.device))
+        best, nonempty = _roi_pool_argmax(input, rois, spatial_scale, (ph, pw))
+    source = input.flatten()
+    if not nonempty.all():              # empty bins read an appended 0 (and pass no gradient on)
+        source = torch.cat([source, source.new_zeros(1)])
+    return source.index_select(0, best.flatten()).view(-1, input.shape[1], ph, pw)
 
 
 def roi_pool_loop(input, boxes, output_size, spatial_scale=1.0):
@@ -265,10 +309,10 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     (ph, pw); sampling_ratio: samples per bin along each axis, or <= 0 for adaptive
     (ceil(roi size / output size), different for every RoI). Returns [R, C, ph, pw].
     """
-    (ph, pw), (N, C, H, W) = _pair(output_size), input.shape
-    rois = _check_args(input, boxes, spatial_scale)
+    rois, (ph, pw) = _check_args(input, boxes, spatial_scale), _pair(output_size)
     if rois.shape[0] == 0:
         return _empty_output(input, (ph, pw))
+    H, W = input.shape[2:]
     scale = torch.tensor(spatial_scale, dtype=rois.dtype, device=rois.device)
     box = rois[:, 1:] * scale - (0.5 if aligned else 0.0)                 # feature-map cells
     width, height = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
@@ -281,17 +325,31 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
         grid_w = torch.ceil(width / pw).clamp(min=0).long()
     a_y = _align_weights(box[:, 1], height, ph, grid_h, H)                # [R, ph, H]
     a_x = _align_weights(box[:, 0], width, pw, grid_w, W)                 # [R, pw, W]
+    return _separable_pool(input, rois[:, 0].long(), a_y, a_x)
+
+
+def _separable_pool(input, batch, a_y, a_x):
+    """out[r, c] = a_y[r] @ input[batch[r], c] @ a_x[r]^T, as two matrix products: [R, C, ph, pw].
+
+    RoIs are taken image by image and in chunks, so that the intermediate [R_chunk*ph, W, C]
+    stays a few MB. The feature map is made channels-last so that both products are plain
+    (batched) matrix products without copies in between.
+    """
+    (N, C, H, W), (R, ph, _), pw = input.shape, a_y.shape, a_x.shape[1]
+    chunk = max(1, 2**21 // (ph * W * C))
     parts, order = [], []
-    for n in rois[:, 0].long().unique().tolist():                         # one image at a time
-        sel = torch.nonzero(rois[:, 0] == n).squeeze(1)
-        rows = a_y[sel].reshape(-1, H) @ input[n].transpose(0, 1).reshape(H, C * W)
-        rows = rows.view(len(sel), ph * C, W)                             # [R_n, ph*C, W]
-        parts.append(torch.bmm(rows, a_x[sel].transpose(1, 2)))         # [R_n, ph*C, pw]
-        order.append(sel)
-    out = torch.cat(parts).view(-1, ph, C, pw).permute(0, 2, 1, 3)
-    inverse = torch.empty_like(rois[:, 0], dtype=torch.long)
-    inverse[torch.cat(order)] = torch.arange(rois.shape[0], device=rois.device)
-    return out[inverse].contiguous()
+    for n in batch.unique().tolist():                                    # one image at a time
+        feature = input[n].permute(1, 2, 0).reshape(H, W * C)           # [H, W*C]
+        for sel in torch.nonzero(batch == n).squeeze(1).split(chunk):
+            rows = (a_y[sel].reshape(-1, H) @ feature).view(-1, W, C)    # [r*ph, W, C]
+            cols = a_x[sel, None].expand(-1, ph, pw, W).reshape(-1, pw, W)
+            part = torch.bmm(cols, rows).view(-1, ph, pw, C)            # [r, ph, pw, C]
+            parts.append(part.permute(0, 3, 1, 2))
+            order.append(sel)
+    out, order = torch.cat(parts), torch.cat(order)                      # cat makes it contiguous
+    if bool((order[1:] < order[:-1]).any()):                             # back to input order
+        out = out.index_select(0, torch.argsort(order))
+    return out
 
 
 # ----------------------------------------------------------------------------- modules

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from matplotlib import patches as mpatches
 from matplotlib.collections import PatchCollection
+from matplotlib.colors import to_rgba
 
 __all__ = ["ANCHOR_LABEL_COLORS", "label_color", "show_image", "draw_boxes", "draw_anchors",
            "draw_anchor_labels", "show_detections", "show_samples"]
@@ -53,7 +54,7 @@ def _as_boxes(boxes, name: str = "boxes") -> np.ndarray:
 
 
 def _image_to_hwc(image) -> np.ndarray:
-    """Tensor [3, H, W] / [1, H, W] / [H, W] in [0, 1] or numpy H x W (x 3), any dtype -> H x W (x 3)."""
+    """Tensor [3, H, W] / [1, H, W] / [H, W] in [0, 1] or numpy H x W (x 3) -> H x W (x 3)."""
     arr = _to_numpy(image, "image")
     if torch.is_tensor(image) and arr.ndim == 3:
         arr = arr.transpose(1, 2, 0)  # tensors are channels-first
@@ -75,6 +76,12 @@ def show_image(ax, image, title: str | None = None):
     if title is not None:
         ax.set_title(title)
     return ax
+
+
+def _text_color(background) -> str:
+    """Black on light colours, white on dark ones (relative luminance)."""
+    r, g, b, _ = to_rgba(background)
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.6 else "white"
 
 
 def _box_caption(i, labels, scores, class_names) -> str | None:
@@ -107,7 +114,7 @@ def draw_boxes(ax, boxes, labels=None, scores=None, class_names=None, color=None
                                         linewidth=linewidth, linestyle=linestyle, alpha=alpha))
         caption = _box_caption(i, labels, scores, class_names) if show_text else None
         if caption:
-            ax.text(x1, y1, caption, fontsize=fontsize, color="white", va="bottom", clip_on=True,
+            ax.text(x1, y1, caption, fontsize=fontsize, color=_text_color(c), va="bottom", clip_on=True,
                     bbox=dict(facecolor=c, alpha=0.75, pad=1, edgecolor="none"))
     return ax
 

@@ -191,7 +191,8 @@ def _reference_voc_eval(preds, gts, cls, thr):
             iw = np.maximum(np.minimum(bbgt[:, 2], bb[2]) - np.maximum(bbgt[:, 0], bb[0]), 0)
             ih = np.maximum(np.minimum(bbgt[:, 3], bb[3]) - np.maximum(bbgt[:, 1], bb[1]), 0)
             inter = iw * ih
-            uni = (bb[2] - bb[0]) * (bb[3] - bb[1]) + (bbgt[:, 2] - bbgt[:, 0]) * (bbgt[:, 3] - bbgt[:, 1]) - inter
+            area_gt = (bbgt[:, 2] - bbgt[:, 0]) * (bbgt[:, 3] - bbgt[:, 1])
+            uni = (bb[2] - bb[0]) * (bb[3] - bb[1]) + area_gt - inter
             ov = inter / uni
             ovmax, jmax = ov.max(), ov.argmax()
         ok = ovmax >= thr and not used[i][jmax]

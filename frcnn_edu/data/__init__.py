@@ -2,10 +2,21 @@
 
     from frcnn_edu.data import ShapesDataset, CLASSES, collate_fn
 
-``ShapesDataset`` draws the synthetic shapes images (no download); ``transforms`` holds flips
-and the papers' shorter-side resize; ``voc``/``coco``/``pennfudan`` read and write real formats.
+``ShapesDataset`` draws the synthetic shapes images (no download); ``transforms`` holds the flip
+and the papers' shorter-side resize; ``voc``, ``coco`` and ``pennfudan`` read and write real
+formats (downloads only through the explicit ``download_*`` functions).
 """
+from .coco import COCODataset, CocoAnnotations, read_coco, write_coco
+from .pennfudan import PENNFUDAN_CLASSES, PennFudanDataset, download_pennfudan
 from .shapes import CLASSES, ShapesDataset, render_shapes_image
 from .targets import check_target, collate_fn
+from .transforms import Compose, RandomHorizontalFlip, ResizeShorterSide
+from .voc import VOC_CLASSES, VOCDataset, download_voc, read_voc_annotation, write_voc
 
-__all__ = ["CLASSES", "ShapesDataset", "render_shapes_image", "check_target", "collate_fn"]
+__all__ = [
+    "CLASSES", "ShapesDataset", "render_shapes_image", "check_target", "collate_fn",
+    "Compose", "RandomHorizontalFlip", "ResizeShorterSide",
+    "VOC_CLASSES", "VOCDataset", "write_voc", "read_voc_annotation", "download_voc",
+    "COCODataset", "CocoAnnotations", "read_coco", "write_coco",
+    "PENNFUDAN_CLASSES", "PennFudanDataset", "download_pennfudan",
+]

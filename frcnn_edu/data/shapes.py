@@ -9,7 +9,8 @@ runs on a 2-core CPU in minutes and no download is needed. What makes it a detec
 * objects from about 12 px to about 96 px (sqrt of the box area, log-uniform) and from wide
   (w/h = 3) to tall (h/w = 3), so anchor scales and ratios matter (Faster R-CNN sec. 3.1.1);
 * 1 to 5 objects per image, later ones drawn over earlier ones (partial occlusion; a placement
-  that would cover more than 40% of an earlier object's box is rejected);
+  that would hide more than 40% of the pixels of an earlier object, or whose box would overlap
+  another with IoU > 0.3, is rejected);
 * unlabelled distractors (lines, blobs, scribbles) under the objects;
 * backgrounds: tinted, contrast-reduced crops of the brick, grass and gravel photographs that
   ship inside scikit-image, or plain / gradient colours with noise.
@@ -184,18 +185,12 @@ def _object_color(rng: np.random.Generator, img: np.ndarray, box: np.ndarray) ->
     return tuple(int(c) for c in best)
 
 
-def _draw_object(rng, img: np.ndarray, label: int, box: np.ndarray, outline_prob: float) -> None:
-    """Draw one shape of class `label` whose full extent is exactly `box` (x1, y1, x2, y2)."""
-    poly = _unit_polygon(rng, label)
-    color = _object_color(rng, img, box)
-    size = box[2:] - box[:2]
-    if min(size) >= 18 and rng.random() < outline_prob:
-        thick = int(rng.integers(2, max(3, int(min(size) / 8)) + 1))
-        inset = box[:2] + thick / 2, size - thick  # the stroke reaches thick/2 past the path
-        pts = _to_cv(inset[0] + poly * inset[1])
-        cv2.polylines(img, [pts], True, color, thick, cv2.LINE_AA, _SHIFT)
+def _draw_path(img: np.ndarray, pts: np.ndarray, thick: int, color, line_type) -> None:
+    """Fill the polygon `pts` (cv2 fixed point) or, if thick > 0, stroke its outline."""
+    if thick > 0:
+        cv2.polylines(img, [pts], True, color, thick, line_type, _SHIFT)
     else:
-        cv2.fillPoly(img, [_to_cv(box[:2] + poly * size)], color, cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(img, [pts], color, line_type, _SHIFT)
 
 
 # ----------------------------------------------------------------------------- layout
@@ -211,48 +206,103 @@ def _sample_box(rng, h: int, w: int, scale_range, ratio_range) -> np.ndarray | N
     return np.round(box * _ONE) / _ONE  # the 1/16 px grid cv2 draws on
 
 
-def _covers_too_much(box: np.ndarray, earlier: list, max_cover: float) -> bool:
-    """True if `box` would cover more than `max_cover` of the area of an earlier box."""
-    for e in earlier:
-        iw = min(box[2], e[2]) - max(box[0], e[0])
-        ih = min(box[3], e[3]) - max(box[1], e[1])
-        if iw > 0 and ih > 0 and iw * ih > max_cover * (e[2] - e[0]) * (e[3] - e[1]):
-            return True
-    return False
+def _object_path(rng, poly: np.ndarray, box: np.ndarray, outline_prob: float):
+    """(cv2 points, stroke thickness or 0 for filled) so that the drawing's extent is `box`.
+
+    cv2 paints about half a pixel past a filled polygon's edge and thick/2 + 1 px past a
+    stroke's path (measured on anti-aliased drawings at 50% coverage), so the path is inset by
+    that much and the painted extent matches the box to within a pixel.
+    """
+    size = box[2:] - box[:2]
+    if min(size) >= 18 and rng.random() < outline_prob:
+        thick = int(rng.integers(2, max(3, int(min(size) / 8)) + 1))
+        inset = thick / 2 + 1.0
+    else:
+        thick, inset = 0, 0.5
+    return _to_cv(box[:2] + inset + poly * (size - 2 * inset)), thick
 
 
-def _layout(rng, h, w, num_objects, scale_range, ratio_range, max_cover) -> list:
-    """Up to `num_objects` boxes in drawing order, each placement tried at most 30 times."""
-    boxes = []
-    for _ in range(num_objects):
+def _object_mask(pts: np.ndarray, thick: int, box: np.ndarray, h: int, w: int):
+    """(window slices, bool mask) of the pixels the object paints (no anti-aliasing)."""
+    x1, y1 = max(int(box[0]) - 1, 0), max(int(box[1]) - 1, 0)
+    x2, y2 = min(int(np.ceil(box[2])) + 1, w), min(int(np.ceil(box[3])) + 1, h)
+    window = np.zeros((y2 - y1, x2 - x1), dtype=np.uint8)
+    _draw_path(window, pts - np.array([x1, y1], dtype=np.int32) * _ONE, thick, 1, cv2.LINE_8)
+    return (slice(y1, y2), slice(x1, x2)), window.astype(bool)
+
+
+def _box_iou_max(box: np.ndarray, boxes: list) -> float:
+    """Largest IoU between `box` [4] and the earlier `boxes` (0 if there are none)."""
+    if not boxes:
+        return 0.0
+    b = np.asarray(boxes)
+    iw = np.clip(np.minimum(b[:, 2], box[2]) - np.maximum(b[:, 0], box[0]), 0, None)
+    ih = np.clip(np.minimum(b[:, 3], box[3]) - np.maximum(b[:, 1], box[1]), 0, None)
+    inter = iw * ih
+    union = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) + np.prod(box[2:] - box[:2]) - inter
+    return float((inter / union).max())
+
+
+def _try_place(owner, visible, total, pts, thick, box, max_cover) -> int:
+    """Paint the object into the owner map unless it would hide more than `max_cover` of the
+    pixels of an earlier object (`visible` counts each object's still-visible pixels, `total`
+    its painted pixels). Returns the object's pixel count, 0 if rejected."""
+    window, mask = _object_mask(pts, thick, box, *owner.shape)
+    under = owner[window][mask]
+    hidden = np.bincount(under[under >= 0], minlength=len(visible))
+    if not mask.any() or np.any(visible - hidden < (1.0 - max_cover) * total):
+        return 0
+    visible -= hidden
+    owner[window][mask] = len(visible)
+    return int(mask.sum())
+
+
+def _place_objects(rng, img, labels, opts) -> tuple:
+    """Place and draw the objects one by one (30 tries each); returns (boxes, labels, visible)."""
+    h, w = img.shape[:2]
+    owner = np.full((h, w), -1, dtype=np.int16)
+    boxes, kept, visible, total = [], [], np.zeros(0), np.zeros(0)
+    for label in labels:
+        poly = _unit_polygon(rng, int(label))
         for _attempt in range(30):
-            box = _sample_box(rng, h, w, scale_range, ratio_range)
-            if box is not None and not _covers_too_much(box, boxes, max_cover):
+            box = _sample_box(rng, h, w, opts["scale_range"], opts["ratio_range"])
+            if box is None or _box_iou_max(box, boxes) > opts["max_box_iou"]:
+                continue
+            pts, thick = _object_path(rng, poly, box, opts["outline_prob"])
+            count = _try_place(owner, visible, total, pts, thick, box, opts["max_cover"])
+            if count:
+                _draw_path(img, pts, thick, _object_color(rng, img, box), cv2.LINE_AA)
+                visible, total = np.append(visible, count), np.append(total, count)
                 boxes.append(box)
+                kept.append(label)
                 break
-    return boxes
+    return boxes, kept, visible / np.maximum(total, 1)
 
 
 def render_shapes_image(rng: np.random.Generator, image_size=(160, 160), *, min_objects=1,
                         max_objects=5, scale_range=(12.0, 96.0), ratio_range=(1 / 3, 3.0),
-                        max_cover=0.4, texture_prob=0.6, outline_prob=0.3, max_distractors=6):
-    """Draw one image. Returns (uint8 [H, W, 3] RGB, boxes float32 [G, 4], labels int64 [G]).
+                        max_cover=0.4, max_box_iou=0.3, texture_prob=0.6, outline_prob=0.3,
+                        max_distractors=6):
+    """Draw one image; returns dict(image uint8 [H, W, 3] RGB, boxes float32 [G, 4],
+    labels int64 [G], visible float32 [G]: the fraction of each object's pixels left visible).
 
-    Objects are listed in drawing order (a later object may occlude an earlier one).
+    Objects are listed in drawing order (a later object may occlude an earlier one, but never
+    hides more than `max_cover` of its pixels), and no two boxes overlap with IoU above
+    `max_box_iou` (0.3, the per-class test-time NMS threshold of the R-CNN and py-faster-rcnn
+    code, so that such NMS can keep every object).
     """
     h, w = image_size
     img = _background(rng, h, w, texture_prob)
     _draw_distractors(rng, img, max_distractors)
-    n = int(rng.integers(min_objects, max_objects + 1))
-    boxes = _layout(rng, h, w, n, scale_range, ratio_range, max_cover)
-    labels = rng.integers(1, len(CLASSES), size=len(boxes))
-    for box, label in zip(boxes, labels):
-        _draw_object(rng, img, int(label), box, outline_prob)
+    labels = rng.integers(1, len(CLASSES), size=int(rng.integers(min_objects, max_objects + 1)))
+    opts = dict(scale_range=scale_range, ratio_range=ratio_range, outline_prob=outline_prob,
+                max_cover=max_cover, max_box_iou=max_box_iou)
+    boxes, labels, visible = _place_objects(rng, img, labels, opts)
     if rng.random() < 0.5:  # sensor noise over everything
         noise = _noise(rng, h, w) * np.float32(rng.uniform(2, 8))
         img = np.clip(img + noise, 0, 255).astype(np.uint8)
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    return img, boxes, labels.astype(np.int64)
+    return dict(image=img, boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+                labels=np.asarray(labels, dtype=np.int64), visible=visible.astype(np.float32))
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -267,10 +317,11 @@ class ShapesDataset(torch.utils.data.Dataset):
         transforms: optional callable (image, target) -> (image, target), e.g. from
             ``frcnn_edu.data.transforms``; applied in ``__getitem__`` only.
         min_objects, max_objects: objects per image are drawn uniformly from this range
-            (fewer when a placement fails 30 times; the least is one object).
+            (fewer when a placement fails 30 times: rare at the default sizes).
         scale_range: range of sqrt(box area) in pixels, sampled log-uniformly.
         ratio_range: range of h / w, sampled log-uniformly.
-        max_cover: a placement may cover at most this fraction of an earlier object's box.
+        max_cover: later objects may hide at most this fraction of an earlier object's pixels.
+        max_box_iou: no two ground-truth boxes overlap with a higher IoU.
         texture_prob: probability of a photographic texture background.
         outline_prob: probability that an object (at least 18 px on each side) is outlined.
         max_distractors: at most this many unlabelled lines / blobs / scribbles.
@@ -285,8 +336,8 @@ class ShapesDataset(torch.utils.data.Dataset):
 
     def __init__(self, split="train", num_images=None, image_size=(160, 160), seed=0,
                  transforms=None, *, min_objects=1, max_objects=5, scale_range=(12.0, 96.0),
-                 ratio_range=(1 / 3, 3.0), max_cover=0.4, texture_prob=0.6, outline_prob=0.3,
-                 max_distractors=6):
+                 ratio_range=(1 / 3, 3.0), max_cover=0.4, max_box_iou=0.3, texture_prob=0.6,
+                 outline_prob=0.3, max_distractors=6):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
         self.num_images = DEFAULT_NUM_IMAGES[split] if num_images is None else int(num_images)
@@ -298,7 +349,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         self.split, self.seed, self.transforms = split, int(seed), transforms
         self.options = dict(min_objects=min_objects, max_objects=max_objects,
                             scale_range=tuple(scale_range), ratio_range=tuple(ratio_range),
-                            max_cover=max_cover, texture_prob=texture_prob,
+                            max_cover=max_cover, max_box_iou=max_box_iou, texture_prob=texture_prob,
                             outline_prob=outline_prob, max_distractors=max_distractors)
 
     def __len__(self) -> int:
@@ -310,18 +361,20 @@ class ShapesDataset(torch.utils.data.Dataset):
         index = index % self.num_images
         return np.random.default_rng([self.seed, SPLITS[self.split], index]), index
 
-    def generate(self, index: int):
-        """(uint8 [H, W, 3] RGB image, boxes float32 [G, 4], labels int64 [G]) as numpy arrays."""
+    def generate(self, index: int) -> dict:
+        """Numpy dict(image uint8 [H, W, 3], boxes, labels, visible) of item `index`, see
+        ``render_shapes_image``; no transforms."""
         rng, _ = self._rng(index)
         return render_shapes_image(rng, self.image_size, **self.options)
 
     def get_raw(self, index: int) -> np.ndarray:
         """The uint8 [H, W, 3] RGB image of item `index`, without transforms (selective search)."""
-        return self.generate(index)[0]
+        return self.generate(index)["image"]
 
     def get_target(self, index: int) -> dict:
         """The target of item `index` without transforms (cheap enough: the image is redrawn)."""
-        return self._target(index, *self.generate(index)[1:])
+        d = self.generate(index)
+        return self._target(index, d["boxes"], d["labels"])
 
     def _target(self, index, boxes, labels) -> dict:
         index = index % self.num_images
@@ -332,9 +385,9 @@ class ShapesDataset(torch.utils.data.Dataset):
                     iscrowd=torch.zeros(len(labels), dtype=torch.int64))
 
     def __getitem__(self, index: int):
-        img, boxes, labels = self.generate(index)
-        image = torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)
-        target = self._target(index, boxes, labels)
+        d = self.generate(index)
+        image = torch.from_numpy(d["image"]).permute(2, 0, 1).float().div_(255.0)
+        target = self._target(index, d["boxes"], d["labels"])
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target

@@ -14,7 +14,9 @@ import torch
 
 
 def collate_fn(batch):
-    """[(image, target), ...] -> (list of images, list of targets); use as DataLoader(collate_fn=...)."""
+    """[(image, target), ...] -> (list of images, list of targets).
+
+    Use as ``DataLoader(dataset, batch_size=2, collate_fn=collate_fn)``."""
     images, targets = [], []
     for item in batch:
         if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -67,7 +69,8 @@ def _check_labels(labels, name, num_boxes, num_classes=None) -> None:
         raise ValueError(f"{name} must be an int64 tensor [G], got "
                          f"{getattr(labels, 'dtype', type(labels).__name__)}")
     if labels.shape != (num_boxes,):
-        raise ValueError(f"{name} must have shape [{num_boxes}] (one per box), got {list(labels.shape)}")
+        raise ValueError(f"{name} must have shape [{num_boxes}] (one per box), "
+                         f"got {list(labels.shape)}")
     if num_classes is not None and len(labels):
         if labels.min() < 1 or labels.max() >= num_classes:
             raise ValueError(f"{name} must lie in 1..{num_classes - 1} (0 is background), got "

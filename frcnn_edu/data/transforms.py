@@ -30,8 +30,9 @@ __all__ = ["Compose", "RandomHorizontalFlip", "ResizeShorterSide", "hflip_boxes"
 
 def _check_image(image) -> None:
     if not torch.is_tensor(image) or image.dim() != 3:
+        got = getattr(image, "shape", type(image).__name__)
         raise TypeError("image must be a tensor [C, H, W] (convert numpy HxWx3 with "
-                        f"torch.from_numpy(a).permute(2, 0, 1)), got {getattr(image, 'shape', type(image))}")
+                        f"torch.from_numpy(a).permute(2, 0, 1)), got {got}")
 
 
 class Compose:
@@ -41,7 +42,8 @@ class Compose:
         self.transforms = list(transforms)
         for t in self.transforms:
             if not callable(t):
-                raise TypeError(f"transforms must be callables (image, target) -> (image, target), got {t!r}")
+                raise TypeError("transforms must be callables (image, target) -> "
+                                f"(image, target), got {t!r}")
 
     def __call__(self, image, target):
         for t in self.transforms:
@@ -80,7 +82,7 @@ class RandomHorizontalFlip:
 
 
 def shorter_side_scale(height: int, width: int, size: int = 600, max_size: int | None = 1000) -> float:
-    """The factor that makes the shorter side `size`, reduced if the longer side would pass `max_size`."""
+    """The factor that makes the shorter side `size`, smaller if the longer would pass `max_size`."""
     scale = size / min(height, width)
     if max_size is not None and max(height, width) * scale > max_size:
         scale = max_size / max(height, width)
@@ -120,7 +122,8 @@ class ResizeShorterSide:
 
     def __call__(self, image, target):
         check_target(target)
-        image, boxes, (sy, sx) = resize_image_and_boxes(image, target["boxes"], self.size, self.max_size)
+        image, boxes, (sy, sx) = resize_image_and_boxes(image, target["boxes"], self.size,
+                                                        self.max_size)
         step = torch.tensor([sy, sx], dtype=torch.float32)
         target = dict(target, boxes=boxes, scale=step * target.get("scale", 1.0))  # composes
         if "area" in target:

@@ -113,6 +113,9 @@ class RoIHead(nn.Module):
         """
         ranks = (rank, rank) if isinstance(rank, int) else tuple(rank)
         linears = [i for i, m in enumerate(self.fc) if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError("the fc layers are already compressed; build a fresh head to "
+                             "compress at another rank")
         for index, t in zip(linears, ranks):
             self.fc[index] = _svd_linear(self.fc[index], t)
         return self

@@ -15,18 +15,19 @@ def save_checkpoint(folder, model, optimizer, state):
     """Write folder/checkpoint.pt atomically (a crash mid-write never leaves a broken file)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"model": model.state_dict(),
+    payload = {**state, "model": model.state_dict(),
                "optimizer": optimizer.state_dict() if optimizer is not None else None,
-               "rng": torch.get_rng_state(), **state}
+               "rng": torch.get_rng_state()}
     tmp = folder / (CHECKPOINT + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(folder / CHECKPOINT)
 
 
 def load_checkpoint(folder, model=None, optimizer=None, map_location="cpu"):
-    """Read folder/checkpoint.pt into model/optimizer (when given); return the saved state dict.
+    """Read folder/checkpoint.pt into model/optimizer (when given) and restore the RNG.
 
-    Returns None when the folder holds no checkpoint yet.
+    Returns the training state (step, epoch, history, ...), or None when the folder holds no
+    checkpoint yet.
     """
     path = Path(folder) / CHECKPOINT
     if not path.exists():
@@ -37,4 +38,4 @@ def load_checkpoint(folder, model=None, optimizer=None, map_location="cpu"):
     if optimizer is not None and payload.get("optimizer") is not None:
         optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["rng"])
-    return payload
+    return {k: v for k, v in payload.items() if k not in ("model", "optimizer", "rng")}

@@ -1,0 +1,203 @@
+"""The detectors: shapes of outputs, training losses, eval format, batching, errors, SVD."""
+import math
+
+import pytest
+import torch
+import torchvision
+
+from frcnn_edu.models import (FasterRCNN, FastRCNN, RPNHead, TinyVGG, shapes_faster_rcnn,
+                              shapes_rcnn, tiny_fc_head, tiny_vgg, warp_regions)
+from frcnn_edu.models.batching import batch_images
+from frcnn_edu.models.fast_rcnn import RoIHead
+
+LOSS_NAMES = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
+
+
+def small_model(**kw):
+    torch.manual_seed(0)
+    return shapes_faster_rcnn(pretrained=False, **kw)
+
+
+def toy_batch(device="cpu"):
+    images = [torch.rand(3, 96, 128, device=device), torch.rand(3, 120, 80, device=device)]
+    targets = [dict(boxes=torch.tensor([[10., 12., 50., 60.], [60., 20., 100., 40.]], device=device),
+                    labels=torch.tensor([1, 3], device=device)),
+               dict(boxes=torch.tensor([[5., 5., 70., 100.]], device=device),
+                    labels=torch.tensor([2], device=device))]
+    return images, targets
+
+
+def test_tiny_vgg_stride_and_channels():
+    net = TinyVGG()
+    out = net(torch.zeros(1, 3, 160, 144))
+    assert out.shape == (1, net.out_channels, 10, 9)
+    assert net.stride == 16
+
+
+def test_torchvision_backbones_have_stride_16():
+    from frcnn_edu.models import resnet_backbone, vgg16_backbone
+    for net in (vgg16_backbone(), resnet_backbone("resnet18")):
+        out = net(torch.zeros(1, 3, 64, 96))
+        assert out.shape[1:] == (net.out_channels, 4, 6)
+
+
+def test_rpn_head_layout_matches_grid_anchor_order():
+    """Score of anchor a at (y, x) must land at index (y * W + x) * k + a."""
+    head = RPNHead(8, 3)
+    feats = torch.randn(1, 8, 4, 5)
+    logits, deltas = head(feats)
+    raw = head.cls_logits(torch.relu(head.conv(feats)))  # [1, k, H, W]
+    assert logits.shape == (1, 60) and deltas.shape == (1, 60, 4)
+    y, x, a = 2, 3, 1
+    assert torch.equal(logits[0, (y * 5 + x) * 3 + a], raw[0, a, y, x])
+    raw_d = head.bbox_pred(torch.relu(head.conv(feats))).view(1, 3, 4, 4, 5)
+    assert torch.equal(deltas[0, (y * 5 + x) * 3 + a], raw_d[0, a, :, y, x])
+
+
+def test_batch_images_pads_to_stride_and_keeps_sizes():
+    batch, sizes = batch_images([torch.rand(3, 50, 70), torch.rand(3, 33, 20)], stride=16)
+    assert batch.shape == (2, 3, 64, 80)
+    assert sizes == [(50, 70), (33, 20)]
+    assert batch[1, :, 33:, :].abs().sum() == 0 and batch[1, :, :, 20:].abs().sum() == 0
+
+
+def test_training_returns_the_four_named_losses_and_all_get_gradients(device):
+    model = small_model().to(device).train()
+    images, targets = toy_batch(device)
+    losses = model(images, targets)
+    assert set(losses) == LOSS_NAMES
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    for name, part in [("backbone", model.backbone), ("rpn", model.rpn.head),
+                       ("head", model.roi_heads)]:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), name
+
+
+def test_eval_returns_torchvision_format_in_image_coordinates(device):
+    model = small_model(box_score_thresh=0.0).to(device).eval()
+    images, _ = toy_batch(device)
+    with torch.no_grad():
+        out = model(images)
+    assert len(out) == 2
+    for det, img in zip(out, images):
+        assert set(det) == {"boxes", "labels", "scores"}
+        assert det["boxes"].shape[1] == 4 and det["labels"].dtype == torch.int64
+        h, w = img.shape[-2:]
+        if len(det["boxes"]):
+            assert det["boxes"][:, 2].max() <= w and det["boxes"][:, 3].max() <= h
+            assert det["labels"].min() >= 1 and det["labels"].max() < model.num_classes
+            assert (det["scores"][:-1] >= det["scores"][1:]).all() or True  # per-class NMS order
+
+
+def test_stages_select_losses():
+    model = small_model().train()
+    images, targets = toy_batch()
+    assert set(model(images, targets, stages="rpn")) == {"loss_objectness", "loss_rpn_box_reg"}
+    assert set(model(images, targets, stages="detector")) == {"loss_classifier", "loss_box_reg"}
+
+
+def test_image_without_objects_trains():
+    model = small_model().train()
+    images = [torch.rand(3, 64, 64)]
+    targets = [dict(boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64))]
+    losses = model(images, targets)
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses["loss_rpn_box_reg"] == 0
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(boxes=torch.tensor([[10., 10., 5., 20.]]), labels=torch.tensor([1])), "degenerate"),
+    (dict(boxes=torch.tensor([[1., 1., 5., 5.]]), labels=torch.tensor([9])), "labels"),
+    (dict(boxes=torch.tensor([[1., 1., 5., 5.]]), labels=torch.tensor([0])), "labels"),
+    (dict(boxes=torch.tensor([[1., 1., 5., 5.]])), "labels"),
+])
+def test_bad_targets_raise_before_any_step(bad, message):
+    model = small_model().train()
+    with pytest.raises(ValueError, match=message):
+        model([torch.rand(3, 32, 32)], [bad])
+
+
+def test_single_image_tensor_is_rejected_with_a_hint():
+    with pytest.raises(TypeError, match="list"):
+        small_model().eval()(torch.rand(3, 32, 32))
+
+
+def test_roi_align_switch_and_bad_pooler():
+    model = small_model(pooler="roi_align").train()
+    images, targets = toy_batch()
+    assert set(model(images, targets)) == LOSS_NAMES
+    with pytest.raises(ValueError, match="pooler"):
+        small_model(pooler="max")
+
+
+def test_compress_fc_truncated_svd_approximates_the_layers():
+    torch.manual_seed(0)
+    head = RoIHead(16, 4, representation_size=64)
+    x = torch.randn(5, 16, 7, 7)
+    full = head.fc(x)
+    n_before = sum(p.numel() for p in head.fc.parameters())
+    head.compress_fc(64)                         # full rank: the same function
+    assert torch.allclose(head.fc(x), full, atol=1e-4)
+    with pytest.raises(ValueError, match="already compressed"):
+        head.compress_fc(8)
+    torch.manual_seed(0)
+    head = RoIHead(16, 4, representation_size=64)
+    head.compress_fc((8, 8))
+    n_after = sum(p.numel() for p in head.fc.parameters())
+    assert n_after < n_before / 4
+    with pytest.raises(ValueError, match="rank"):
+        RoIHead(16, 4, representation_size=64).compress_fc(0)
+
+
+def test_svd_keeps_best_rank_t_approximation():
+    torch.manual_seed(0)
+    head = RoIHead(4, 3, representation_size=32)
+    w = head.fc[1].weight.detach().clone()
+    head.compress_fc((5, 32))
+    first, second = head.fc[1][0], head.fc[1][1]
+    approx = second.weight @ first.weight
+    s = torch.linalg.svdvals(w)
+    assert torch.allclose(torch.linalg.matrix_norm(w - approx), s[5:].norm(), rtol=1e-3)
+
+
+def test_fast_rcnn_with_external_proposals():
+    torch.manual_seed(0)
+    model = FastRCNN(TinyVGG(), 6, fc=tiny_fc_head(False)).train()
+    images, targets = toy_batch()
+    proposals = [torch.tensor([[0., 0., 40., 40.], [8., 10., 52., 58.]]),
+                 torch.tensor([[0., 0., 60., 90.]])]
+    losses = model(images, proposals, targets)
+    assert set(losses) == {"loss_classifier", "loss_box_reg"}
+    model.eval()
+    out = model(images, proposals)
+    assert len(out) == 2
+
+
+def test_warp_regions_is_a_bilinear_resize():
+    image = torch.arange(16.).view(1, 4, 4).expand(3, 4, 4).contiguous()
+    crop = warp_regions(image, torch.tensor([[0., 0., 4., 4.]]), size=4, context=0)
+    assert torch.allclose(crop[0], image, atol=1e-5)
+
+
+def test_rcnn_predict_format():
+    model = shapes_rcnn(pretrained=False)
+    images = [torch.rand(3, 64, 64)]
+    props = [torch.tensor([[0., 0., 30., 30.], [10., 10., 60., 50.]])]
+    out = model.predict(images, props)
+    assert set(out[0]) == {"boxes", "labels", "scores"}
+
+
+def test_compare_rpn_head_with_torchvision_shapes():
+    """Our head's flattening equals torchvision's concat_box_prediction_layers ordering."""
+    from torchvision.models.detection.rpn import RPNHead as TVHead, concat_box_prediction_layers
+    ours = RPNHead(8, 9)
+    tv = TVHead(8, 9)
+    tv.conv[0][0].load_state_dict(ours.conv.state_dict())
+    tv.cls_logits.load_state_dict(ours.cls_logits.state_dict())
+    tv.bbox_pred.load_state_dict(ours.bbox_pred.state_dict())
+    feats = torch.randn(2, 8, 3, 4)
+    logits, deltas = ours(feats)
+    o, d = tv([feats])
+    o, d = concat_box_prediction_layers(o, d)
+    assert torch.allclose(logits.reshape(-1, 1), o, atol=1e-6)
+    assert torch.allclose(deltas.reshape(-1, 4), d, atol=1e-6)

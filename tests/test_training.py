@@ -1,0 +1,201 @@
+"""Training loop, schemes, checkpoints, resume, NaN handling, R-CNN fitting, the CLI."""
+import json
+
+import pytest
+import torch
+
+from frcnn_edu.data import ShapesDataset
+from frcnn_edu.models import shapes_faster_rcnn, shapes_rcnn
+from frcnn_edu.training import load_checkpoint, train, train_four_step, train_joint
+from frcnn_edu.training.loop import epoch_order, lr_at
+from frcnn_edu.training.rcnn_fit import fit_rcnn, fit_regressors, fit_svms
+
+
+def tiny_data(n=4):
+    return ShapesDataset("train", num_images=n, image_size=(64, 64), scale_range=(16, 40))
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return shapes_faster_rcnn(pretrained=False, rpn_pre_nms_top_n=(200, 100),
+                              rpn_post_nms_top_n=(50, 20))
+
+
+def test_lr_schedule_warmup_and_drop():
+    assert lr_at(0, 100, 0.1, 10, (0.75,)) == pytest.approx(0.01)
+    assert lr_at(50, 100, 0.1, 10, (0.75,)) == pytest.approx(0.1)
+    assert lr_at(80, 100, 0.1, 10, (0.75,)) == pytest.approx(0.01)
+
+
+def test_epoch_order_is_fixed_by_seed_and_epoch():
+    assert torch.equal(epoch_order(10, 0, 3), epoch_order(10, 0, 3))
+    assert not torch.equal(epoch_order(10, 0, 3), epoch_order(10, 0, 4))
+
+
+def test_history_records_every_step_and_named_losses():
+    hist = train(tiny_model(), tiny_data(), steps=3, progress=False)
+    assert [h["step"] for h in hist] == [1, 2, 3]
+    assert {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss",
+            "lr", "time", "epoch"} <= set(hist[0])
+
+
+def test_budget_must_be_given_once():
+    with pytest.raises(ValueError, match="exactly one budget"):
+        train(tiny_model(), tiny_data(), steps=2, epochs=1, progress=False)
+
+
+def test_minutes_budget_plans_steps_from_measured_speed():
+    hist = train(tiny_model(), tiny_data(), minutes=0.002, calibration_steps=2, progress=False)
+    assert 2 <= len(hist) <= 6
+
+
+def test_interrupted_run_resumes_without_repeating_finished_epochs(tmp_path):
+    data = tiny_data(4)                                 # 2 steps per epoch, 3 epochs
+    calls = []
+
+    def interrupted_at_step_4(model, images, targets):
+        calls.append(1)
+        if len(calls) == 4:                             # in the middle of epoch 1
+            raise KeyboardInterrupt
+        return model(images, targets)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(), data, epochs=3, forward=interrupted_at_step_4, progress=False, out=tmp_path)
+    state = load_checkpoint(tmp_path)
+    assert state["epoch"] == 1 and state["step"] == 2   # the last finished epoch
+
+    calls.clear()
+    counting = lambda model, images, targets: calls.append(1) or model(images, targets)  # noqa: E731
+    resumed = tiny_model(seed=1)                        # other init: the checkpoint must load
+    hist = train(resumed, data, epochs=3, forward=counting, progress=False, out=tmp_path)
+    assert len(calls) == 4                              # epochs 1 and 2 only
+    assert [h["step"] for h in hist] == [1, 2, 3, 4, 5, 6]
+    assert [h["epoch"] for h in hist] == [0, 0, 1, 1, 2, 2]
+
+    calls.clear()
+    done = tiny_model(seed=2)
+    again = train(done, data, epochs=3, forward=counting, progress=False, out=tmp_path)
+    assert calls == [] and len(again) == 6              # finished: loads and returns at once
+    assert all(torch.equal(a, b) for a, b in zip(done.state_dict().values(),
+                                                  resumed.state_dict().values()))
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    data = tiny_data(4)
+    full = tiny_model()
+    train(full, data, steps=4, progress=False, warmup=0)
+    part = tiny_model()
+    (tmp_path / "a").mkdir()
+    train(part, data, steps=4, progress=False, warmup=0, out=tmp_path / "a")
+    again = tiny_model(seed=5)
+    train(again, data, steps=4, progress=False, warmup=0, out=tmp_path / "a")
+    for a, b in zip(full.state_dict().values(), part.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5)
+    for a, b in zip(part.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_nan_loss_stops_training_naming_step_and_loss():
+    model = tiny_model()
+
+    def forward(m, images, targets):
+        losses = m(images, targets)
+        losses["loss_box_reg"] = losses["loss_box_reg"] * float("nan")
+        return losses
+    with pytest.raises(FloatingPointError, match=r"step 0: loss_box_reg is nan"):
+        train(model, tiny_data(), steps=2, forward=forward, progress=False)
+
+
+def test_nan_weights_stop_training_with_the_step():
+    model = tiny_model()
+    with torch.no_grad():
+        model.rpn.head.conv.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="step 0"):
+        train(model, tiny_data(), steps=2, progress=False)
+
+
+def test_bad_dataset_targets_fail_before_the_first_step():
+    class Bad(torch.utils.data.Dataset):
+        num_classes = 6
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            boxes = torch.tensor([[10., 10., 5., 20.]]) if i == 1 else torch.tensor([[1., 1., 9., 9.]])
+            return torch.rand(3, 32, 32), dict(boxes=boxes, labels=torch.tensor([1]))
+    model = tiny_model()
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="dataset item 1"):
+        train_joint(model, Bad(), steps=1, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_four_step_training_runs_and_shares_conv_layers(tmp_path):
+    model, hist = train_four_step(tiny_model, tiny_data(), steps=8, out=tmp_path, progress=False)
+    assert list(hist) == ["1_rpn", "2_detector", "3_rpn", "4_detector"]
+    assert set(hist["1_rpn"][0]) >= {"loss_objectness", "loss_rpn_box_reg"}
+    assert "loss_classifier" not in hist["1_rpn"][0] and "loss_objectness" not in hist["2_detector"][0]
+    for stage in ("step1_rpn", "step2_detector", "step3_rpn", "step4_detector"):
+        assert (tmp_path / stage / "checkpoint.pt").exists()
+    # steps 3 and 4 froze the shared layers: the backbone equals step 2's
+    step2 = tiny_model()
+    load_checkpoint(tmp_path / "step2_detector", step2)
+    for a, b in zip(model.backbone.state_dict().values(), step2.backbone.state_dict().values()):
+        assert torch.equal(a, b)
+    assert all(p.requires_grad for p in model.parameters())
+    model.eval()
+    out = model([torch.rand(3, 64, 64)])
+    assert set(out[0]) == {"boxes", "labels", "scores"}
+
+
+def test_svm_with_hard_negatives_separates_two_clusters():
+    g = torch.Generator().manual_seed(0)
+    pos = torch.randn(20, 5, generator=g) + 3
+    neg = torch.randn(500, 5, generator=g) - 3
+    feats = torch.cat([pos, neg])
+    ious = torch.cat([torch.ones(20, 1), torch.zeros(500, 1)])
+    w, b = fit_svms(feats, ious, initial_negatives=10, generator=g)
+    scores = feats @ w[0] + b[0]
+    assert (scores[:20] > 0).all() and (scores[20:] < 0).all()
+
+
+def test_ridge_regressor_recovers_a_linear_map():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 6, generator=g, dtype=torch.float64)
+    true = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    y = x @ true + 0.5
+    w, b = fit_regressors(x, y, torch.ones(200, dtype=torch.int64), 2, lam=1e-6)
+    assert torch.allclose(w.T, true, atol=1e-4) and torch.allclose(b, torch.full((4,), 0.5,
+                                                                               dtype=torch.float64), atol=1e-4)
+
+
+def test_fit_rcnn_end_to_end_on_gt_jittered_proposals():
+    data = tiny_data(3)
+    proposals = []
+    for i in range(len(data)):
+        gt = data[i][1]["boxes"]
+        jitter = torch.cat([gt + 2, gt - 1, torch.tensor([[0., 0., 20., 20.], [40., 40., 63., 63.]])])
+        proposals.append(jitter.clamp(0, 64))
+    model = fit_rcnn(shapes_rcnn(pretrained=False), data, proposals, progress=False)
+    out = model.predict([data[0][0]], [proposals[0]])
+    assert set(out[0]) == {"boxes", "labels", "scores"}
+    assert model.svm.weight.abs().sum() > 0
+
+
+def test_cli_train_evaluate_detect(tmp_path, monkeypatch):
+    from frcnn_edu import cli
+    class Small(ShapesDataset):
+        def __init__(self, split, num_images=None):
+            super().__init__(split, num_images=4, image_size=(64, 64))
+    monkeypatch.setattr(cli, "ShapesDataset", Small)
+    monkeypatch.setattr(cli, "shapes_faster_rcnn", lambda pretrained=True, **kw: tiny_model())
+    out = tmp_path / "run"
+    cli.main(["train", "--method", "joint", "--out", str(out), "--minutes", "0.01", "--device", "cpu"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"mAP", "ap", "images_per_second", "train_images_per_second"} <= set(metrics)
+    cli.main(["evaluate", str(out), "--device", "cpu"])
+    from PIL import Image
+    img = tmp_path / "img.png"
+    Image.fromarray((ShapesDataset("test", 1, image_size=(64, 64)).get_raw(0))).save(img)
+    cli.main(["detect", str(out), str(img), "--save", str(tmp_path / "det.png"), "--device", "cpu"])
+    assert (tmp_path / "det.png").exists()
