@@ -21,7 +21,8 @@ import torch
 
 from frcnn_edu.boxes import clip_boxes, decode_boxes, nms, remove_small_boxes
 
-__all__ = ["RPN_TRAIN", "RPN_TEST", "selective_search", "generate_proposals"]
+__all__ = ["RPN_TRAIN", "RPN_TEST", "selective_search", "selective_search_dataset",
+           "generate_proposals"]
 
 #: Proposal-layer settings for training (paper: 2000 proposals; py-faster-rcnn: 12000 before NMS).
 RPN_TRAIN = dict(pre_nms_top_n=12000, post_nms_top_n=2000, nms_thresh=0.7)
@@ -124,6 +125,29 @@ def selective_search(image, mode="fast", max_proposals=2000, min_size=20):
     boxes = boxes[(rects[:, 2] >= min_size) & (rects[:, 3] >= min_size)]
     boxes = boxes[_unique_rows_in_order(boxes)]
     return boxes[:max_proposals].contiguous()
+
+
+def selective_search_dataset(dataset, cache=None, progress=True, **kwargs):
+    """`selective_search` on every image of `dataset`: a list of [P_i, 4] boxes.
+
+    R-CNN and Fast R-CNN compute proposals once, offline. With `cache` (a file path) the boxes
+    are saved there and read back on the next call with the same dataset length and settings.
+    """
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    key = {"n": len(dataset), **kwargs}
+    if cache is not None and Path(cache).exists():
+        saved = torch.load(cache, weights_only=True)
+        if saved["key"] == repr(key):
+            return saved["boxes"]
+    boxes = [selective_search(dataset[i][0], **kwargs)
+             for i in tqdm(range(len(dataset)), desc="selective search", disable=not progress, leave=False)]
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"key": repr(key), "boxes": boxes}, cache)
+    return boxes
 
 
 # --- RPN proposal layer -------------------------------------------------------------------------

@@ -222,6 +222,7 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     input: [N, C, H, W]; boxes: Tensor[R, 5] or list of Tensor[R_n, 4]; output_size: int or
     (ph, pw). Returns [R, C, ph, pw]. The argmax cells are found without gradient; the output
     then gathers them from ``input``, so autograd routes each gradient to its argmax cell.
+    ``input`` is assumed finite: a NaN wins a bin here, torchvision's kernel skips it.
     """
     rois, (ph, pw) = _check_args(input, boxes, spatial_scale), _pair(output_size)
     if rois.shape[0] == 0:

@@ -73,6 +73,8 @@ class RandomHorizontalFlip:
         if torch.rand((), generator=self.generator).item() >= self.p:
             return image, target
         target = dict(target, boxes=hflip_boxes(target["boxes"], image.shape[-1]))
+        if "proposals" in target:  # external proposals (Fast R-CNN) move with the pixels too
+            target["proposals"] = hflip_boxes(target["proposals"], image.shape[-1])
         if "masks" in target:
             target["masks"] = target["masks"].flip(-1)
         return image.flip(-1), target

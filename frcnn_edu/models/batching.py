@@ -12,7 +12,7 @@ Shape key:
 """
 import torch
 
-from ..boxes import check_boxes
+from ..data.targets import check_target
 from .backbones import IMAGE_MEAN, IMAGE_STD
 
 
@@ -46,14 +46,4 @@ def check_targets(targets, num_classes, num_images):
     if len(targets) != num_images:
         raise ValueError(f"targets has {len(targets)} entries for {num_images} images")
     for i, t in enumerate(targets):
-        if "boxes" not in t or "labels" not in t:
-            raise ValueError(f"targets[{i}] needs 'boxes' and 'labels' keys, got {sorted(t)}")
-        check_boxes(t["boxes"], name=f"targets[{i}]['boxes']")
-        labels = t["labels"]
-        if labels.dtype != torch.int64 or labels.shape != t["boxes"].shape[:1]:
-            raise ValueError(f"targets[{i}]['labels'] must be int64 [G] matching the boxes, got "
-                             f"{labels.dtype} {list(labels.shape)}")
-        if labels.numel() and (labels.min() < 1 or labels.max() >= num_classes):
-            raise ValueError(f"targets[{i}]['labels'] must lie in 1..{num_classes - 1} (0 is "
-                             f"background; num_classes={num_classes} counts it), got "
-                             f"{labels.unique().tolist()}")
+        check_target(t, num_classes=num_classes, name=f"targets[{i}]")

@@ -20,6 +20,8 @@ so an interrupted 4-step run resumes in the stage where it stopped.
 import copy
 from pathlib import Path
 
+import torch
+
 from .loop import check_dataset, train
 
 # Share of the time budget each of the four steps gets (the paper: 80k, 80k(+), 80k, 80k... our
@@ -42,6 +44,40 @@ def train_joint(model, dataset, *, minutes=None, steps=None, epochs=None, out=No
     check_dataset(dataset, model.num_classes)
     return train(model, dataset, minutes=minutes, steps=steps, epochs=epochs,
                  out=_sub(out, "joint"), desc="joint", **kwargs)
+
+
+class WithProposals(torch.utils.data.Dataset):
+    """`dataset` with each image's external proposals in its target (flips move them too)."""
+
+    def __init__(self, dataset, proposals):
+        if len(proposals) != len(dataset):
+            raise ValueError(f"proposals has {len(proposals)} entries for {len(dataset)} images")
+        self.dataset, self.proposals = dataset, proposals
+        self.num_classes = getattr(dataset, "num_classes", None)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        image, target = self.dataset[i]
+        return image, dict(target, proposals=self.proposals[i])
+
+
+def _on_external_proposals(model, images, targets):
+    return model(images, [t["proposals"] for t in targets], targets)
+
+
+def train_fast_rcnn(model, dataset, proposals, *, minutes=None, steps=None, epochs=None,
+                    out=None, **kwargs):
+    """Fast R-CNN on fixed proposals (selective search): hierarchical sampling, sec. 2.3.
+
+    Each step takes N = 2 images (batch_size=2) and samples R / N = 64 RoIs from each (set by
+    the model's rois_per_image), a quarter of them foreground.
+    """
+    check_dataset(dataset, model.num_classes)
+    return train(model, WithProposals(dataset, proposals), forward=_on_external_proposals,
+                 minutes=minutes, steps=steps, epochs=epochs, out=_sub(out, "fast_rcnn"),
+                 desc="Fast R-CNN", **kwargs)
 
 
 def _rpn_only(model, images, targets):
