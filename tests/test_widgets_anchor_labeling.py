@@ -135,6 +135,7 @@ def test_draw_anchor_labeling_counts_and_groups(ax, dataset):
     assert counts == count_labels(labels, valid)
     assert counts["positive"] + counts["negative"] + counts["ignored"] == 900
     assert len(ax.patches) == len(target["boxes"])
+    assert all(_same_color(p.get_edgecolor(), "white") and p.get_linestyle() == "--" for p in ax.patches)
     colls = [c for c in ax.collections if isinstance(c, PatchCollection)]
     assert [len(c.get_paths()) for c in colls] == [min(counts["negative"], 50),
                                                    min(counts["positive"], 50)]

@@ -13,8 +13,9 @@ from frcnn_edu.boxes import batched_nms, box_iou, nms  # noqa: E402
 from frcnn_edu.data import CLASSES, ShapesDataset  # noqa: E402
 from frcnn_edu.viz import label_color  # noqa: E402
 from frcnn_edu.widgets import iou_nms  # noqa: E402
-from frcnn_edu.widgets.iou_nms import (IOU_COLORS, SUPPRESSED_COLOR, draw_iou, draw_nms,  # noqa: E402
-                                       nms_explorer, nms_keep, noisy_detections)
+from frcnn_edu.widgets.iou_nms import (IOU_COLORS, SUPPRESSED_COLOR,  # noqa: E402
+                                       draw_iou, draw_nms, nms_explorer, nms_keep,
+                                       noisy_detections)
 
 
 @pytest.fixture
@@ -124,7 +125,8 @@ def test_draw_nms_patches_and_counts(ax, scene):
         assert _same_color(patch.get_edgecolor(), label_color(int(det["labels"][i])))
     assert len(ax.texts) == len(keep)  # captions on kept boxes only
     best = int(keep[0])
-    assert ax.texts[-1].get_text() == f"{CLASSES[int(det['labels'][best])]} {float(det['scores'][best]):.2f}"
+    caption = f"{CLASSES[int(det['labels'][best])]} {float(det['scores'][best]):.2f}"
+    assert ax.texts[-1].get_text() == caption
 
 
 def test_draw_nms_hides_suppressed_and_low_scores(ax, scene):

@@ -15,8 +15,8 @@ from frcnn_edu.evaluation import average_precision
 
 from .result import Result, run_safely
 
-__all__ = ["RANKING", "NUM_GT", "CUTOFF", "NMS_BOXES", "NMS_SCORES", "check_iou", "check_precision_recall", "check_ap",
-           "check_nms", "precision_recall_curve"]
+__all__ = ["RANKING", "NUM_GT", "CUTOFF", "NMS_BOXES", "NMS_SCORES", "check_iou",
+           "check_precision_recall", "check_ap", "check_nms", "precision_recall_curve"]
 
 #: The exercise's detections of one class, best score first: True = TP, False = FP.
 RANKING = (True, True, False, True, True, False, True, True, False, False)
@@ -26,8 +26,9 @@ NUM_GT = 7
 CUTOFF = 5
 
 #: The lesson's NMS example: box 1 overlaps box 0, box 4 overlaps box 1 but not box 0 enough.
-NMS_BOXES = torch.tensor([[10.0, 10.0, 50.0, 50.0], [20.0, 10.0, 60.0, 50.0], [40.0, 40.0, 80.0, 80.0],
-                          [60.0, 10.0, 90.0, 40.0], [30.0, 10.0, 70.0, 50.0]])
+NMS_BOXES = torch.tensor([[10.0, 10.0, 50.0, 50.0], [20.0, 10.0, 60.0, 50.0],
+                          [40.0, 40.0, 80.0, 80.0], [60.0, 10.0, 90.0, 40.0],
+                          [30.0, 10.0, 70.0, 50.0]])
 NMS_SCORES = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5])
 
 # (box_a, box_b) pairs: overlap, containment, disjoint, touching, identical, fractional.
@@ -54,9 +55,10 @@ def _iou_hint(a, b, got):
     w, h = (rb - lt).tolist()
     area = lambda t: float((t[2] - t[0]) * (t[3] - t[1]))  # noqa: E731
     inter = max(w, 0.0) * max(h, 0.0)
+    unclamped = w * h / (area(a) + area(b) - w * h) if area(a) + area(b) != w * h else None
     wrong = {
         "overlap width and height must be clamped at 0 (disjoint boxes have no intersection)":
-            w * h / (area(a) + area(b) - w * h) if w * h != 0 and area(a) + area(b) != w * h else None,
+            unclamped if w * h != 0 else None,
         "the union is area(a) + area(b) minus the intersection (it is counted twice otherwise)":
             inter / (area(a) + area(b)),
         "width is x2 - x1, without the +1 of pixel-index conventions":
@@ -87,7 +89,8 @@ def check_iou(fn):
         try:
             got = float(got)
         except (TypeError, ValueError):
-            return Result(False, f"iou{box_a, box_b} should return a number, got {type(got).__name__}")
+            return Result(False, f"iou{box_a, box_b} should return a number, got "
+                                 f"{type(got).__name__}")
         a, b = torch.tensor(box_a, dtype=torch.float64), torch.tensor(box_b, dtype=torch.float64)
         expected = float(box_iou(a[None], b[None])[0, 0])
         if abs(got - expected) > 1e-4:
@@ -108,8 +111,7 @@ def check_precision_recall(precision, recall):
     close = lambda x, y: abs(x - y) < 1e-3  # noqa: E731
     if close(precision, p) and close(recall, r):
         return Result(True, f"precision {p:.3f} (TPs / detections so far) and recall {r:.3f} "
-                            "(TPs / ground-truth boxes) after the top "
-                            f"{CUTOFF}.")
+                            f"(TPs / ground-truth boxes) after the top {CUTOFF}.")
     if close(precision, r) and close(recall, p):
         return Result(False, "precision and recall are swapped: precision divides the true "
                              "positives by the detections kept, recall by the ground-truth boxes.")
@@ -203,7 +205,8 @@ def check_nms(fn):
         try:
             got_set = {int(i) for i in torch.as_tensor(got).reshape(-1).tolist()}
         except (TypeError, ValueError, RuntimeError):
-            return Result(False, f"return the kept indices as a list or tensor, got {type(got).__name__}")
+            return Result(False, "return the kept indices as a list or tensor, got "
+                                 f"{type(got).__name__}")
         expected = set(nms(boxes, scores, thr).tolist())
         if got_set != expected:
             hint = next((h for h, v in _variants(boxes, scores, thr).items() if v == got_set),

@@ -44,8 +44,9 @@ RATIO_CHOICES = (("0.5, 1, 2 (paper)", (0.5, 1.0, 2.0)), ("1 only", (1.0,)),
                  ("1/3, 1/2, 1, 2, 3", (1 / 3, 0.5, 1.0, 2.0, 3.0)))
 #: Feature-map strides offered by the explorer (16 is VGG-16 conv5 and the course's TinyVGG).
 STRIDE_CHOICES = (8, 16, 32)
-#: Colour of ground-truth boxes in these drawings.
+#: Colour of ground-truth boxes in the hand-built cases (`draw_labeling_case`).
 GT_COLOR = "#0072B2"
+_NAME_BOX = dict(facecolor="white", alpha=0.85, pad=0.8, edgecolor="none")  # names over lines
 _SHOW_CHOICES = (("positives", (1,)), ("positives + negatives", (1, 0)),
                  ("all labels", (1, 0, -1)))
 
@@ -131,25 +132,29 @@ def iou_table(anchors, gt_boxes, valid=None, labels=None, maxima=True, decimals=
 
 
 def draw_labeling_case(ax, anchors, gt_boxes, labels, image_size=None, title=None, fontsize=8):
-    """A small hand-built case: gt boxes (blue, named G0..), anchors coloured by label (named
-    A0..), and the image border (dashed black) when ``image_size = (H, W)`` is given.
+    """A small hand-built case: anchors coloured by label (named A0.. inside a corner: bottom
+    right for even indices, top right for odd ones), gt boxes on top (blue, named G0.. above
+    them), and the image border (dashed black) when ``image_size = (H, W)`` is given.
 
     Patches: one Rectangle per gt box, then the image border; anchors are one collection per
     label (`viz.draw_anchor_labels`). Returns `count_labels(labels)`.
     """
     anchors = torch.as_tensor(anchors, dtype=torch.float32).reshape(-1, 4)
     labels = torch.as_tensor(labels).reshape(-1)
-    draw_boxes(ax, gt_boxes, color=GT_COLOR, linewidth=2.5, show_text=False)
+    draw_anchor_labels(ax, anchors, labels, linewidth=1.5, alpha=0.9, legend=False)
+    draw_boxes(ax, gt_boxes, color=GT_COLOR, linewidth=2.0, show_text=False)
     if image_size is not None:
         h, w = image_size
         ax.add_patch(mpatches.Rectangle((0, 0), w, h, fill=False, edgecolor="black",
                                         linestyle="--", linewidth=1.0))
-    draw_anchor_labels(ax, anchors, labels, linewidth=1.5, alpha=0.9, legend=False)
     for j, (x1, y1, _, _) in enumerate(torch.as_tensor(gt_boxes).reshape(-1, 4).tolist()):
-        ax.text(x1 + 1, y1 + 1, f"G{j}", color=GT_COLOR, fontsize=fontsize, va="top", fontweight="bold")
+        ax.text(x1, y1 - 1, f"G{j}", color=GT_COLOR, fontsize=fontsize, va="bottom", fontweight="bold",
+                bbox=_NAME_BOX)
     for a, (x1, y1, x2, y2) in enumerate(anchors.tolist()):
-        ax.text(x2 - 1, y2 - 1, f"A{a}", color=ANCHOR_LABEL_COLORS[int(labels[a])],
-                fontsize=fontsize, ha="right", va="bottom")
+        y, va = (y2 - 1, "bottom") if a % 2 == 0 else (y1 + 1, "top")
+        ax.text(x2 - 1, y, f"A{a}", color=ANCHOR_LABEL_COLORS[int(labels[a])], fontsize=fontsize,
+                ha="right", va=va, bbox=_NAME_BOX)
+    ax.margins(0.08)
     ax.autoscale_view()
     ax.set_aspect("equal")
     if not ax.yaxis_inverted():
@@ -162,16 +167,16 @@ def draw_labeling_case(ax, anchors, gt_boxes, labels, image_size=None, title=Non
 
 
 def draw_anchor_labeling(ax, image, gt_boxes, anchors, labels, valid=None, show=(1, 0),
-                         max_per_label=80, title=True):
-    """The image, its gt boxes (blue) and the anchors coloured by label (`viz.draw_anchor_labels`;
+                         max_per_label=40, title=True):
+    """The image, its gt boxes (dashed white) and the anchors coloured by label (`viz.draw_anchor_labels`;
     ``show`` picks the groups, ``max_per_label`` thins each evenly, the legend has full counts).
 
     Returns `count_labels(labels, valid)`.
     """
     show_image(ax, image)
-    draw_boxes(ax, gt_boxes, color=GT_COLOR, linewidth=2.0, show_text=False)
     draw_anchor_labels(ax, anchors, labels, show=show, max_per_label=max_per_label,
-                       linewidth=1.0, alpha=0.8)
+                       linewidth=1.2, alpha=0.9)
+    draw_boxes(ax, gt_boxes, color="white", linewidth=1.5, linestyle="--", show_text=False)
     h, w = image.shape[-2:]
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)

@@ -77,9 +77,9 @@ def noisy_detections(gt_boxes, gt_labels, num_classes, image_size=(160, 160), pe
     For each gt box: ``per_object`` jittered copies of its class (centre shift ~ N(0, jitter)
     times the box size, log-size ~ N(0, jitter)) scored 0.35 + 0.6 * IoU with the gt plus
     N(0, score_noise), and ``wrong_class`` copies labelled with another class and 0.6 times
-    that score; plus ``false_positives`` random boxes with scores in [0.05, 0.75). Boxes are clipped to
-    ``image_size`` (H, W). Returns dict(boxes float32 [D, 4], labels int64 [D],
-    scores float32 [D]) in generation order (not sorted).
+    that score; plus ``false_positives`` random boxes with scores in [0.05, 0.75). Boxes are
+    clipped to ``image_size`` (H, W); slivers (under 1 px after clipping) are dropped. Returns
+    dict(boxes float32 [D, 4], labels int64 [D], scores float32 [D]) in generation order.
     """
     gt = check_boxes(torch.as_tensor(gt_boxes, dtype=torch.float32), "gt_boxes")
     gt_lab = torch.as_tensor(gt_labels, dtype=torch.int64).reshape(-1)
@@ -147,7 +147,8 @@ def draw_nms(ax, boxes, scores, keep, labels=None, class_names=None, show_suppre
     boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     scores = torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
     if scores.shape[0] != boxes.shape[0]:
-        raise ValueError(f"scores must have one entry per box ({boxes.shape[0]}), got {scores.shape[0]}")
+        raise ValueError(f"scores must have one entry per box ({boxes.shape[0]}), "
+                         f"got {scores.shape[0]}")
     kept = torch.zeros(len(boxes), dtype=torch.bool)
     kept[torch.as_tensor(keep, dtype=torch.int64)] = True
     shown = scores >= score_threshold
@@ -156,7 +157,7 @@ def draw_nms(ax, boxes, scores, keep, labels=None, class_names=None, show_suppre
     if show_suppressed and bool(suppressed.any()):
         draw_boxes(ax, boxes[suppressed], color=SUPPRESSED_COLOR, linewidth=1.0, linestyle="--",
                    show_text=False, alpha=0.9)
-    order = torch.as_tensor(keep, dtype=torch.int64).reshape(-1).flip(0)  # best drawn last, on top
+    order = torch.as_tensor(keep, dtype=torch.int64).reshape(-1).flip(0)  # best drawn on top
     draw_boxes(ax, boxes[order], None if labels is None else labels[order], scores[order],
                class_names, linewidth=2.0, fontsize=7)
     return dict(kept=int(kept.sum()), suppressed=int(suppressed.sum()),
