@@ -19,6 +19,7 @@ Shape key:
 from __future__ import annotations
 
 import torch
+from matplotlib import colors as mcolors
 from matplotlib import patches as mpatches
 
 from frcnn_edu.roi_ops import _pair, _pool_bins, _round_half_away, roi_pool
@@ -27,9 +28,10 @@ __all__ = ["ROI_COLORS", "BIN_COLORS", "roi_pool_bins", "draw_roi_pooling",
            "roi_pooling_explorer"]
 
 #: Colours of the exact (projected) RoI, the cells it is rounded to, and the max cells.
-ROI_COLORS = {"exact": "#D55E00", "cells": "#0072B2", "max": "#FFFFFF"}
-#: Fill colours of the bins, alternating like a chessboard (Okabe-Ito).
-BIN_COLORS = ("#E69F00", "#56B4E9")
+ROI_COLORS = {"exact": "#D55E00", "cells": "#0072B2", "max": "#000000"}
+#: Colours of the bins: bin (i, j) takes BIN_COLORS[2 * (i % 2) + j % 2], so any two bins that
+#: touch or overlap differ (Okabe-Ito).
+BIN_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#CC79A7")
 
 
 def _one_roi(roi):
@@ -62,7 +64,7 @@ def roi_pool_bins(roi, output_size, spatial_scale, feature_size):
     """
     box, (ph, pw) = _one_roi(roi), _pair(output_size)
     H, W = feature_size
-    scaled = (box * torch.tensor(spatial_scale, dtype=box.dtype)).float()   # as roi_pool, float32
+    scaled = box.float() * torch.tensor(spatial_scale, dtype=torch.float32)  # as roi_pool does
     cells = tuple(int(v) for v in _round_half_away(scaled))
     top, bottom = _pool_bins(scaled[1:2], scaled[3:4], ph, H)
     left, right = _pool_bins(scaled[0:1], scaled[2:3], pw, W)
@@ -70,36 +72,50 @@ def roi_pool_bins(roi, output_size, spatial_scale, feature_size):
                 cols=list(zip(left[0].tolist(), right[0].tolist())))
 
 
-def _show_values(ax, values, fontsize, fmt):
-    """Write each value of a 2-D tensor at its cell centre, black on light cells, white on dark."""
-    lo, hi = float(values.min()), float(values.max())
+def _light_greys():
+    """White to mid grey: dark enough to read the ranking, light enough for coloured bins."""
+    import matplotlib
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(matplotlib.colormaps["Greys"](torch.linspace(0, 0.6, 256).numpy()))
+
+
+def _show_values(ax, values, fontsize, fmt, cmap, vmin, vmax):
+    """Write each value of a 2-D tensor at its cell centre, dark on light cells, light on dark."""
+    import matplotlib
+
+    colormap = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
     for (i, j), v in zip(torch.cartesian_prod(torch.arange(values.shape[0]),
                                               torch.arange(values.shape[1])).tolist(),
                          values.flatten().tolist()):
-        dark = hi > lo and (v - lo) / (hi - lo) < 0.45
+        r, g, b, _ = colormap((v - vmin) / (vmax - vmin) if vmax > vmin else 0.5)
+        light = 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5
         ax.text(j + 0.5, i + 0.5, format(v, fmt), ha="center", va="center", fontsize=fontsize,
-                color="white" if dark else "black")
+                color="black" if light else "white")
 
 
 def draw_roi_pooling(ax_map, ax_out, feature, roi, output_size, spatial_scale=1 / 16,
-                     show_values=True, fmt=".0f", fontsize=8, cmap="viridis"):
+                     show_values=True, fmt=".0f", fontsize=8, cmap=None):
     """Draw RoI max pooling of one RoI over one feature-map channel.
 
     ``ax_map``: the map [H, W] in cell units (cell (i, j) covers [j, j+1) x [i, i+1)), with
     these patches in order: the exact projected RoI (dashed, ``ROI_COLORS['exact']``), the cells
-    it is rounded to (``ROI_COLORS['cells']``), then one filled rectangle per non-empty bin (row
-    by row, ``BIN_COLORS`` alternating); the max cell of each bin is marked by one line of
-    markers. ``ax_out`` (may be None): the pooled ph x pw output from ``frcnn_edu.roi_ops.roi_pool``.
+    it is rounded to (``ROI_COLORS['cells']``), then one lightly filled rectangle per non-empty
+    bin (row by row, ``BIN_COLORS``; drawn slightly inset so overlapping bins stay visible); the max cell of each bin is marked by one line of
+    markers. ``cmap`` defaults to light greys (dark = large). ``ax_out`` (may be None): the pooled ph x pw output from ``frcnn_edu.roi_ops.roi_pool``.
     Returns dict(pooled [ph, pw] tensor, rows, cols, cells (see `roi_pool_bins`),
     empty_bins, max_cells [(row, col) per non-empty bin]).
     """
     f = _feature_2d(feature)
     (ph, pw), (H, W) = _pair(output_size), f.shape
+    cmap = cmap if cmap is not None else _light_greys()
     bins = roi_pool_bins(roi, (ph, pw), spatial_scale, (H, W))
     pooled = roi_pool(f[None, None], [_one_roi(roi)[None].float()], (ph, pw), spatial_scale)[0, 0]
-    ax_map.imshow(f.numpy(), cmap=cmap, extent=(0, W, H, 0), interpolation="nearest")
+    vmin, vmax = float(f.min()), float(f.max())
+    ax_map.imshow(f.numpy(), cmap=cmap, extent=(0, W, H, 0), interpolation="nearest",
+                  vmin=vmin, vmax=vmax)
     if show_values:
-        _show_values(ax_map, f, fontsize, fmt)
+        _show_values(ax_map, f, fontsize, fmt, cmap, vmin, vmax)
     x1, y1, x2, y2 = (_one_roi(roi) * spatial_scale).tolist()
     ax_map.add_patch(mpatches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linewidth=2,
                                         linestyle="--", edgecolor=ROI_COLORS["exact"]))
@@ -111,26 +127,26 @@ def draw_roi_pooling(ax_map, ax_out, feature, roi, output_size, spatial_scale=1 
         for j, (left, right) in enumerate(bins["cols"]):
             if bottom <= top or right <= left:
                 continue
-            color = BIN_COLORS[(i + j) % 2]
-            ax_map.add_patch(mpatches.Rectangle((left, top), right - left, bottom - top,
-                                                facecolor=color, edgecolor=color, alpha=0.35,
-                                                linewidth=1.5))
+            color, inset = BIN_COLORS[2 * (i % 2) + j % 2], 0.04 + 0.05 * ((i + j) % 2)
+            ax_map.add_patch(mpatches.Rectangle(
+                (left + inset, top + inset), right - left - 2 * inset, bottom - top - 2 * inset,
+                facecolor=mcolors.to_rgba(color, 0.25), edgecolor=color, linewidth=2.5))
             window = f[top:bottom, left:right]            # the bin's cells; roi_pool's max is here
             r, c = divmod(int(torch.nonzero(window.flatten() == pooled[i, j])[0]), right - left)
             max_cells.append((top + r, left + c))
     if max_cells:
-        ax_map.plot([c + 0.5 for _, c in max_cells], [r + 0.5 for r, _ in max_cells], "s",
-                    markersize=14, markerfacecolor="none", markeredgewidth=2,
+        ax_map.plot([c + 0.5 for _, c in max_cells], [r + 0.5 for r, _ in max_cells], "o",
+                    markersize=15, markerfacecolor="none", markeredgewidth=2,
                     color=ROI_COLORS["max"])
     ax_map.set_xlim(0, W)
     ax_map.set_ylim(H, 0)
     ax_map.set_xticks(range(W))
     ax_map.set_yticks(range(H))
-    ax_map.grid(color="white", linewidth=0.5, alpha=0.4)
+    ax_map.grid(color="#888888", linewidth=0.5, alpha=0.4)
     if ax_out is not None:
         ax_out.imshow(pooled.numpy(), cmap=cmap, extent=(0, pw, ph, 0), interpolation="nearest",
-                      vmin=float(f.min()), vmax=float(f.max()))
-        _show_values(ax_out, pooled, fontsize + 2, fmt)
+                      vmin=vmin, vmax=vmax)
+        _show_values(ax_out, pooled, fontsize + 2, fmt, cmap, vmin, vmax)
         ax_out.set_xticks([])
         ax_out.set_yticks([])
         ax_out.set_title(f"pooled output {ph} x {pw}", fontsize=fontsize + 2)

@@ -1,0 +1,257 @@
+"""Checkers for lesson 02 (Fast R-CNN: RoI pooling, hierarchical sampling, truncated SVD).
+
+    check_bin_edges(fn)          fn(x1, x2, pooled, stride) -> [(start, end), ...] bins along one axis
+    check_roi_pool(answer)       RoI pooling of EX_ROI on FEATURE (EX_OUTPUT_SIZE), by hand
+    check_minibatch(n_fg, n_bg)  foreground / background RoIs in the mini-batch of MINIBATCH_IMAGES
+    check_svd_params(fn)         fn(u, v, t) -> (weights before, weights after) truncated SVD
+
+Each compares with the library (``frcnn_edu.roi_ops``, ``frcnn_edu.matching``,
+``frcnn_edu.models.RoIHead.compress_fc``) and names the likely slip when the answer is wrong.
+"""
+import functools
+import math
+
+import torch
+from torch import nn
+
+from frcnn_edu.matching import sample_proposals
+from frcnn_edu.models import RoIHead
+from frcnn_edu.roi_ops import _pool_bins, roi_pool
+
+from .result import Result, run_safely
+
+__all__ = ["FEATURE", "STRIDE", "DEMO_ROI", "EX_ROI", "EX_OUTPUT_SIZE", "MINIBATCH_IMAGES",
+           "ROIS_PER_IMAGE", "FG_FRACTION", "expected_roi_pool", "expected_minibatch",
+           "check_bin_edges", "check_roi_pool", "check_minibatch", "check_svd_params"]
+
+#: A small one-channel feature map [6, 8] (integers, so it can be pooled by hand) ...
+FEATURE = torch.tensor([[2, 2, 2, 6, 5, 0, 3, 4],
+                        [8, 8, 1, 5, 7, 5, 7, 0],
+                        [6, 6, 7, 0, 1, 8, 5, 0],
+                        [3, 4, 5, 7, 0, 9, 5, 2],
+                        [4, 6, 6, 3, 4, 5, 7, 3],
+                        [4, 6, 2, 5, 5, 9, 8, 2]], dtype=torch.float32)
+#: ... of stride 16: it belongs to a 96 x 128 image.
+STRIDE = 16
+#: The lesson's worked example (x1, y1, x2, y2) in image pixels, pooled to 2 x 2.
+DEMO_ROI = (20.0, 24.0, 80.0, 56.0)
+#: Exercise 2: this RoI pooled to EX_OUTPUT_SIZE (rows, columns).
+EX_ROI = (24.0, 40.0, 104.0, 72.0)
+EX_OUTPUT_SIZE = (2, 3)
+
+#: Exercise 3: (foreground, background, ignored) proposals of the two images of a mini-batch.
+MINIBATCH_IMAGES = ((40, 300, 150), (9, 40, 60))
+ROIS_PER_IMAGE, FG_FRACTION = 64, 0.25
+
+# (x1, x2, pooled, stride) cases for check_bin_edges: halves (2.5 -> 3, not 2), overlapping
+# bins, more bins than cells, stride 1 and 32.
+_BIN_CASES = ((20.0, 80.0, 2, 16), (24.0, 104.0, 3, 16), (8.0, 72.0, 2, 16), (40.0, 200.0, 7, 16),
+              (100.0, 130.0, 4, 16), (3.0, 10.0, 3, 1), (0.0, 160.0, 7, 16), (48.0, 336.0, 7, 32),
+              (5.4, 37.6, 2, 4))
+
+
+# ----------------------------------------------------------------------------- helpers
+def _library_bins(x1, x2, pooled, stride):
+    lo, hi = _pool_bins(torch.tensor([x1 / stride]), torch.tensor([x2 / stride]), pooled, 10**6)
+    return list(zip(lo[0].tolist(), hi[0].tolist()))
+
+
+def _variant_bins(x1, x2, pooled, stride, rounding="half_away", inclusive=True):
+    """The bin edges with one rule changed: how the RoI is rounded, whether its end is
+    inclusive (the +1), to name a student's slip."""
+    rnd = {"half_away": lambda v: math.floor(v + 0.5), "python": round, "floor": math.floor,
+           "trunc": int, "none": lambda v: v}[rounding]
+    start, end = rnd(x1 / stride), rnd(x2 / stride)
+    size = max(end - start + (1 if inclusive else 0), 1) / pooled
+    return [(math.floor(p * size + start), math.ceil((p + 1) * size + start)) for p in range(pooled)]
+
+
+def _variant_pool(feature, roi, output_size, stride, rounding="half_away", inclusive=True,
+                  reduce="max", transpose=False):
+    """RoI pooling of one RoI with one rule changed (for hints only; roi_pool is the reference)."""
+    x1, y1, x2, y2 = roi
+    if transpose:
+        x1, y1, x2, y2 = y1, x1, y2, x2
+    rows = _variant_bins(y1, y2, output_size[0], stride, rounding, inclusive)
+    cols = _variant_bins(x1, x2, output_size[1], stride, rounding, inclusive)
+    H, W = feature.shape
+    out = torch.zeros(output_size)
+    for i, (t, b) in enumerate(rows):
+        for j, (le, r) in enumerate(cols):
+            cells = feature[max(t, 0):min(b, H), max(le, 0):min(r, W)]
+            if cells.numel():
+                out[i, j] = cells.max() if reduce == "max" else cells.mean()
+    return out
+
+
+def _as_pairs(value, n):
+    """A list of n (start, end) int pairs, or None."""
+    try:
+        pairs = [tuple(int(round(float(v))) for v in pair) for pair in value]
+    except (TypeError, ValueError):
+        return None
+    return pairs if len(pairs) == n and all(len(p) == 2 for p in pairs) else None
+
+
+def expected_roi_pool():
+    """The library's answer to exercise 2: [ph, pw] float32."""
+    return roi_pool(FEATURE[None, None], [torch.tensor([EX_ROI])], EX_OUTPUT_SIZE, 1 / STRIDE)[0, 0]
+
+
+def expected_minibatch():
+    """(foreground, background) RoIs that ``sample_proposals`` draws from MINIBATCH_IMAGES."""
+    n_fg = n_bg = 0
+    for fg, bg, ignored in MINIBATCH_IMAGES:
+        labels = torch.cat([torch.full((fg,), 1), torch.zeros(bg, dtype=torch.int64),
+                            torch.full((ignored,), -1)])
+        keep = sample_proposals(labels, ROIS_PER_IMAGE, FG_FRACTION,
+                                generator=torch.Generator().manual_seed(0))
+        n_fg += int((labels[keep] >= 1).sum())
+        n_bg += int((labels[keep] == 0).sum())
+    return n_fg, n_bg
+
+
+# ----------------------------------------------------------------------------- exercise 1
+_BIN_HINTS = (
+    (dict(rounding="python"), "Python's round() sends halves to the even number (round(2.5) == 2); "
+                              "RoI pooling rounds halves away from zero (2.5 -> 3), like C's round()"),
+    (dict(rounding="floor"), "round the scaled coordinates to the nearest cell, do not floor them"),
+    (dict(rounding="trunc"), "round the scaled coordinates to the nearest cell, do not truncate them"),
+    (dict(inclusive=False), "the RoI covers cells start..end *inclusive*: end - start + 1 cells"),
+    (dict(rounding="none"), "round x1 / stride and x2 / stride to whole cells first"),
+)
+
+
+def check_bin_edges(fn):
+    """fn(x1, x2, pooled, stride) -> ``pooled`` pairs (start, end) of feature cells, end exclusive."""
+    for x1, x2, pooled, stride in _BIN_CASES:
+        got, failure = run_safely(fn, x1, x2, pooled, stride)
+        if failure is not None:
+            return failure
+        want = _library_bins(x1, x2, pooled, stride)
+        pairs = _as_pairs(got, pooled)
+        case = f"x1={x1}, x2={x2}, pooled={pooled}, stride={stride}"
+        if pairs is None:
+            return Result(False, f"for {case} return {pooled} pairs (start, end), got {got!r}")
+        if pairs == want:
+            continue
+        for variant, hint in _BIN_HINTS:
+            if pairs == _variant_bins(x1, x2, pooled, stride, **variant):
+                return Result(False, f"for {case} you gave {pairs}; {hint}")
+        return Result(False, f"for {case} you gave {pairs}, expected {want}; bin p spans "
+                             "floor(p * size) .. ceil((p + 1) * size) cells after the start, "
+                             "with size = (number of cells) / pooled")
+    return Result(True, f"your bin edges match frcnn_edu.roi_ops on {len(_BIN_CASES)} cases.")
+
+
+# ----------------------------------------------------------------------------- exercise 2
+_POOL_HINTS = (
+    (dict(rounding="python"), "Python's round() sends halves to the even number; RoI pooling "
+                              "rounds halves away from zero: 2.5 -> 3 and 4.5 -> 5 (round() gives 2 and 4)"),
+    (dict(rounding="floor"), "round the RoI's coordinates / 16 to the nearest cell, do not floor"),
+    (dict(inclusive=False), "the RoI covers cells start..end inclusive (end - start + 1 cells)"),
+    (dict(reduce="mean"), "RoI pooling takes the maximum of each bin, not the average"),
+    (dict(transpose=True), "x runs along the columns (width), y along the rows (height)"),
+)
+
+
+def check_roi_pool(answer):
+    """``answer``: the EX_OUTPUT_SIZE output of RoI pooling EX_ROI on FEATURE (stride 16)."""
+    want = expected_roi_pool()
+    try:
+        got = torch.as_tensor(answer, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        return Result(False, f"give the output as a {list(want.shape)} tensor or nested list, "
+                             f"got {answer!r}")
+    if got.shape != want.shape:
+        return Result(False, f"the output has {EX_OUTPUT_SIZE[0]} rows and {EX_OUTPUT_SIZE[1]} "
+                             f"columns: shape {list(want.shape)}, got {list(got.shape)}")
+    if torch.equal(got, want):
+        return Result(True, "that is what frcnn_edu.roi_ops.roi_pool returns.")
+    for variant, hint in _POOL_HINTS:
+        if torch.allclose(got, _variant_pool(FEATURE, EX_ROI, EX_OUTPUT_SIZE, STRIDE, **variant)):
+            return Result(False, hint)
+    wrong = int((got != want).sum())
+    return Result(False, f"{wrong} of the {want.numel()} values differ; find the RoI's cells "
+                         "(round x / 16, ends inclusive), split them into bins with floor / ceil "
+                         "edges, and take each bin's maximum")
+
+
+# ----------------------------------------------------------------------------- exercise 3
+def check_minibatch(n_fg, n_bg):
+    """(foreground, background) RoIs in the mini-batch built from MINIBATCH_IMAGES."""
+    want_fg, want_bg = expected_minibatch()
+    try:
+        n_fg, n_bg = int(n_fg), int(n_bg)
+    except (TypeError, ValueError):
+        return Result(False, f"give two whole numbers, got {n_fg!r} and {n_bg!r}")
+    cap = int(ROIS_PER_IMAGE * FG_FRACTION)
+    if (n_fg, n_bg) == (want_fg, want_bg):
+        return Result(True, f"{n_fg} foreground + {n_bg} background = {n_fg + n_bg} RoIs "
+                            f"(fewer than {2 * ROIS_PER_IMAGE}: the second image runs out).")
+    if n_fg != want_fg:
+        if n_fg == int(2 * ROIS_PER_IMAGE * FG_FRACTION):
+            return Result(False, f"the 25% cap applies to each image ({cap} RoIs), and an image "
+                                 "cannot give more foreground RoIs than it has")
+        if n_fg == sum(fg for fg, _, _ in MINIBATCH_IMAGES):
+            return Result(False, f"each image contributes at most {cap} foreground RoIs "
+                                 f"(25% of {ROIS_PER_IMAGE})")
+        return Result(False, f"foreground: per image min(foreground proposals, {cap}), summed")
+    if n_bg == sum(ROIS_PER_IMAGE - min(fg, cap) for fg, _, _ in MINIBATCH_IMAGES):
+        return Result(False, "the foreground count is right; but an image cannot give more "
+                             "background RoIs than it has (ignored proposals are never sampled)")
+    if n_bg == 2 * ROIS_PER_IMAGE - 2 * cap:
+        return Result(False, "the foreground count is right; background fills each image's "
+                             f"{ROIS_PER_IMAGE} slots left over by *its* foreground RoIs")
+    return Result(False, "the foreground count is right; background per image: "
+                         f"min(background proposals, {ROIS_PER_IMAGE} - its foreground RoIs)")
+
+
+# ----------------------------------------------------------------------------- exercise 4
+# (u outputs, v inputs, rank t): small layers compressed with the library (an SVD of a large
+# layer can take seconds on a busy CPU), then the course's fc6 and the paper's fc6 and fc7.
+_SVD_LIBRARY_CASES = ((64, 392, 16), (32, 32, 8), (12, 40, 5))
+_SVD_FORMULA_CASES = ((256, 6272, 64), (4096, 25088, 1024), (4096, 4096, 256))
+
+
+@functools.lru_cache(maxsize=None)
+def _library_svd_weights(u, v, t):
+    """Weights of a Linear(v -> u) before and after ``RoIHead.compress_fc`` at rank t."""
+    torch.manual_seed(0)
+    fc = nn.Sequential(nn.Linear(v, u), nn.ReLU())
+    fc.out_features = u
+    head = RoIHead(1, 2, fc=fc)
+    before = head.fc[0].weight.numel()
+    head.compress_fc((t, t))
+    after = sum(m.weight.numel() for m in head.fc[0])
+    return before, after
+
+
+def check_svd_params(fn):
+    """fn(u, v, t) -> (weights of the u x v layer, weights after keeping t singular values);
+    biases not counted."""
+    cases = [(c, _library_svd_weights(*c)) for c in _SVD_LIBRARY_CASES]
+    cases += [(c, (c[0] * c[1], c[2] * (c[0] + c[1]))) for c in _SVD_FORMULA_CASES]
+    for (u, v, t), (before, after) in cases:
+        got, failure = run_safely(fn, u, v, t)
+        if failure is not None:
+            return failure
+        try:
+            b, a = (int(x) for x in got)
+        except (TypeError, ValueError):
+            return Result(False, f"return a pair (before, after), got {got!r}")
+        case = f"u={u}, v={v}, t={t}"
+        if b != before:
+            return Result(False, f"for {case}: a u x v weight matrix has u * v = {before} weights")
+        if a == after:
+            continue
+        if a == t * u * v or a == t * t:
+            hint = "the two new layers hold S_t V_t^T (t x v) and U_t (u x t)"
+        elif a in (t * u, t * v):
+            hint = "count both new layers: S_t V_t^T is t x v and U_t is u x t"
+        elif a == t * (u + v + 1):
+            hint = "do not count the t singular values separately: they are folded into S_t V_t^T"
+        else:
+            hint = "after: t x v (first layer) plus u x t (second layer)"
+        return Result(False, f"for {case} you gave {a} weights after compression; {hint}")
+    return Result(True, "t (u + v) instead of u v: matches RoIHead.compress_fc.")

@@ -1,0 +1,144 @@
+"""Tests for the lesson 02 checkers: a right answer passes, wrong ones fail with a useful hint,
+a stub (NotImplementedError) is reported, never raised."""
+import math
+
+import torch
+
+from frcnn_edu import checks
+from frcnn_edu.checks import lesson02 as L
+from frcnn_edu.matching import sample_proposals
+from frcnn_edu.roi_ops import roi_pool, roi_pool_loop
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError("replace this line with your answer")
+
+
+def _bins(x1, x2, pooled, stride, rnd=lambda v: math.floor(v + 0.5), plus_one=1):
+    start, end = rnd(x1 / stride), rnd(x2 / stride)
+    size = (end - start + plus_one) / pooled
+    return [(start + math.floor(p * size), start + math.ceil((p + 1) * size)) for p in range(pooled)]
+
+
+def test_lesson_module_is_reachable_from_checks():
+    assert checks.lesson02 is L
+
+
+def test_constants_are_consistent():
+    assert L.FEATURE.shape == (6, 8) and L.FEATURE.dtype == torch.float32
+    for roi in (L.DEMO_ROI, L.EX_ROI):  # both RoIs lie inside the 96 x 128 image
+        assert 0 <= roi[0] < roi[2] <= 8 * L.STRIDE and 0 <= roi[1] < roi[3] <= 6 * L.STRIDE
+    loop = roi_pool_loop(L.FEATURE[None, None], [torch.tensor([L.EX_ROI])], L.EX_OUTPUT_SIZE,
+                         1 / L.STRIDE)[0, 0]
+    assert torch.equal(L.expected_roi_pool(), loop)
+
+
+# ------------------------------------------------------------------ exercise 1: bin edges
+
+def test_check_bin_edges_right():
+    assert L.check_bin_edges(_bins)
+    assert L.check_bin_edges(lambda *a: [list(p) for p in _bins(*a)])          # lists are fine
+    assert L.check_bin_edges(lambda *a: torch.tensor(_bins(*a)))               # so is a tensor
+
+
+def test_check_bin_edges_wrong():
+    res = L.check_bin_edges(lambda *a: _bins(*a, rnd=round))
+    assert not res and "round()" in res.message and "away from zero" in res.message
+    res = L.check_bin_edges(lambda *a: _bins(*a, rnd=math.floor))
+    assert not res and "do not floor" in res.message
+    res = L.check_bin_edges(lambda *a: _bins(*a, plus_one=0))
+    assert not res and "inclusive" in res.message
+    res = L.check_bin_edges(lambda x1, x2, p, s: [(0, 1)] * p)
+    assert not res and "expected" in res.message
+    res = L.check_bin_edges(lambda x1, x2, p, s: [(0, 1)])
+    assert not res and "pairs" in res.message
+
+
+def test_check_bin_edges_stub_and_crash():
+    res = L.check_bin_edges(_stub)
+    assert not res and "NotImplementedError" in res.message
+    res = L.check_bin_edges(lambda *a: 1 / 0)
+    assert not res and "ZeroDivisionError" in res.message
+
+
+# ------------------------------------------------------------------ exercise 2: pool by hand
+
+def test_check_roi_pool_right():
+    rows = _bins(L.EX_ROI[1], L.EX_ROI[3], L.EX_OUTPUT_SIZE[0], L.STRIDE)
+    cols = _bins(L.EX_ROI[0], L.EX_ROI[2], L.EX_OUTPUT_SIZE[1], L.STRIDE)
+    by_hand = [[float(L.FEATURE[t:b, le:r].max()) for le, r in cols] for t, b in rows]
+    assert L.check_roi_pool(by_hand)
+    assert L.check_roi_pool(torch.tensor(by_hand, dtype=torch.float64))
+    library = roi_pool(L.FEATURE[None, None], [torch.tensor([L.EX_ROI])], L.EX_OUTPUT_SIZE, 1 / 16)
+    assert L.check_roi_pool(library[0, 0])
+
+
+def test_check_roi_pool_wrong():
+    cases = {"round()": dict(rounding="python"), "do not floor": dict(rounding="floor"),
+             "inclusive": dict(inclusive=False), "maximum": dict(reduce="mean"),
+             "columns": dict(transpose=True)}
+    for hint, variant in cases.items():
+        answer = L._variant_pool(L.FEATURE, L.EX_ROI, L.EX_OUTPUT_SIZE, L.STRIDE, **variant)
+        assert not torch.equal(answer, L.expected_roi_pool())
+        res = L.check_roi_pool(answer)
+        assert not res and hint in res.message, (variant, res.message)
+    res = L.check_roi_pool(L.expected_roi_pool().T)
+    assert not res and "shape" in res.message
+    res = L.check_roi_pool(L.expected_roi_pool() + 1)
+    assert not res and "differ" in res.message
+    res = L.check_roi_pool("nine")
+    assert not res
+
+
+def test_check_roi_pool_stub_value():
+    res = L.check_roi_pool(None)
+    assert not res
+
+
+# ------------------------------------------------------------------ exercise 3: mini-batch
+
+def test_expected_minibatch_matches_sample_proposals():
+    (fg_a, bg_a, _), (fg_b, bg_b, _) = L.MINIBATCH_IMAGES
+    cap = int(L.ROIS_PER_IMAGE * L.FG_FRACTION)
+    fg = min(fg_a, cap) + min(fg_b, cap)
+    bg = min(bg_a, L.ROIS_PER_IMAGE - min(fg_a, cap)) + min(bg_b, L.ROIS_PER_IMAGE - min(fg_b, cap))
+    assert L.expected_minibatch() == (fg, bg) == (25, 88)
+    labels = torch.tensor([1] * 3 + [0] * 100)
+    assert len(sample_proposals(labels, 64, 0.25)) == 64
+
+
+def test_check_minibatch():
+    assert L.check_minibatch(25, 88)
+    assert L.check_minibatch(torch.tensor(25), 88.0)
+    res = L.check_minibatch(32, 96)
+    assert not res and "each image" in res.message
+    res = L.check_minibatch(49, 79)
+    assert not res and "at most 16" in res.message
+    res = L.check_minibatch(25, 96)
+    assert not res and "left over" in res.message
+    res = L.check_minibatch(25, 103)
+    assert not res and "cannot give more background" in res.message
+    res = L.check_minibatch(25, 90)
+    assert not res and "min(background" in res.message
+    res = L.check_minibatch("a", None)
+    assert not res and "whole numbers" in res.message
+
+
+# ------------------------------------------------------------------ exercise 4: SVD params
+
+def test_check_svd_params():
+    assert L.check_svd_params(lambda u, v, t: (u * v, t * (u + v)))
+    res = L.check_svd_params(lambda u, v, t: (u * v, t * u))
+    assert not res and "both new layers" in res.message
+    res = L.check_svd_params(lambda u, v, t: (u * v, t * (u + v + 1)))
+    assert not res and "singular values" in res.message
+    res = L.check_svd_params(lambda u, v, t: (u * v + u, t * (u + v)))
+    assert not res and "u * v" in res.message
+    res = L.check_svd_params(lambda u, v, t: u * v)
+    assert not res and "pair" in res.message
+    res = L.check_svd_params(_stub)
+    assert not res and "NotImplementedError" in res.message
+
+
+def test_library_svd_weights_follow_the_formula():
+    assert L._library_svd_weights(12, 40, 5) == (12 * 40, 5 * (12 + 40))
