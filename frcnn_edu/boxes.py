@@ -93,6 +93,10 @@ def box_iou(boxes1, boxes2):
         inter = wh[..., 0] * wh[..., 1]
         return inter / (area1[:, None] + area2 - inter)
     # No gradient needed: the same operations in place (3-4x faster than torchvision's).
+    # IoU is symmetric operation for operation, so the longer list goes last (innermost,
+    # where the loops vectorise): [A, G] anchor IoUs with few boxes are 2x faster this way.
+    if b1.shape[0] > b2.shape[0]:
+        return _pairwise_iou(b2.t().contiguous(), area2, b1.t().contiguous(), area1).t().contiguous()
     return _pairwise_iou(b1.t().contiguous(), area1, b2.t().contiguous(), area2)
 
 
