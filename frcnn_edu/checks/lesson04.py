@@ -1,0 +1,399 @@
+"""Checkers for lesson 04 (the RPN: box parameterisation, smooth L1, the RPN loss, proposal recall).
+
+    check_encode(fn)      fn(anchor, box) -> (tx, ty, tw, th) of Faster R-CNN eq. 2
+    check_smooth_l1(fn)   fn(x, beta) -> smooth L1 of the number x
+    check_rpn_loss(fn)    fn(pred_objectness, pred_deltas, labels, gt_deltas, n_cls, n_reg, lam)
+                          -> (classification term, regression term) of eq. 1
+    check_recall(fn)      fn(proposals, gt_boxes, iou_threshold) -> proposal recall (a float)
+
+Each compares with the library (``frcnn_edu.boxes.encode_boxes``, ``frcnn_edu.losses``,
+``frcnn_edu.evaluation.proposal_recall``) on several cases and names the likely slip when the
+answer is wrong.
+
+Shape key:
+    A  anchors of the loss exercise     P  proposals of one image     G  gt boxes of one image
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from frcnn_edu.boxes import box_iou, encode_boxes
+from frcnn_edu.evaluation import proposal_recall
+from frcnn_edu.losses import rpn_loss, smooth_l1
+
+from .result import Result, run_safely
+
+__all__ = ["EX_ANCHOR", "EX_BOX", "EX_LOSS", "EX_PROPOSALS", "EX_GT_BOXES", "expected_encode",
+           "expected_rpn_loss", "check_encode", "check_smooth_l1", "check_rpn_loss",
+           "check_recall"]
+
+#: Exercise 1: an anchor (40 x 80, centre (52, 64)) ...
+EX_ANCHOR = (32.0, 24.0, 72.0, 104.0)
+#: ... and the ground-truth box matched to it (50 x 60, centre (69, 70)), both (x1, y1, x2, y2).
+EX_BOX = (44.0, 40.0, 94.0, 100.0)
+
+# (anchor, box) cases for check_encode: the exercise, wide / tall / far / smaller / equal boxes.
+_ENCODE_CASES = ((EX_ANCHOR, EX_BOX),
+                 ((0.0, 0.0, 20.0, 20.0), (5.0, -2.0, 35.0, 14.0)),
+                 ((100.0, 50.0, 228.0, 114.0), (90.0, 40.0, 200.0, 140.0)),
+                 ((10.0, 10.0, 38.0, 66.0), (30.0, 20.0, 45.0, 50.0)),
+                 ((-20.0, 60.0, 60.0, 100.0), (12.0, 64.0, 40.0, 120.0)),
+                 ((16.0, 16.0, 48.0, 48.0), (16.0, 16.0, 48.0, 48.0)))
+
+# (x, beta) cases for check_smooth_l1: both sides of beta, negative errors, the paper's beta = 1
+# and torchvision's 1/9.
+_SMOOTH_CASES = tuple((x, beta) for beta in (1.0, 1 / 9)
+                      for x in (-2.5, -0.6, -0.05, 0.0, 0.08, 0.3, 0.9, 1.0, 1.7, 4.0))
+
+
+def _loss_case(seed, num_anchors, n_cls, n_reg, lam):
+    """A reproducible loss case: logits, deltas, labels (some 1, some 0, some -1), targets."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(-1, 2, (num_anchors,), generator=g)
+    labels[:3] = torch.tensor([1, 0, -1])  # every kind present
+    return dict(pred_objectness=torch.randn(num_anchors, generator=g) * 2,
+                pred_deltas=torch.randn(num_anchors, 4, generator=g) * 1.2,
+                labels=labels, gt_deltas=torch.randn(num_anchors, 4, generator=g) * 0.8,
+                n_cls=n_cls, n_reg=n_reg, lam=lam)
+
+
+#: Exercise 3: eight anchors (two locations x k = 4), three sampled negatives, two positives,
+#: three ignored, with the normalisers and lambda to use.
+EX_LOSS = dict(
+    pred_objectness=torch.tensor([2.0, -1.0, 0.5, -3.0, 0.0, 1.5, -0.5, 1.0]),
+    pred_deltas=torch.tensor([[0.1, -0.2, 0.3, 0.0], [0.5, 0.5, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0],
+                              [1.0, 1.0, 1.0, 1.0], [-0.4, 0.6, 1.5, -0.2], [0.2, 0.2, 0.2, 0.2],
+                              [0.0, 0.0, 0.0, 0.0], [3.0, -3.0, 0.0, 0.0]]),
+    labels=torch.tensor([1, 0, -1, 0, 1, -1, 0, -1]),
+    gt_deltas=torch.tensor([[0.3, -0.1, 0.2, 0.1], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0],
+                            [0.0, 0.0, 0.0, 0.0], [0.1, 0.2, -0.3, 0.4], [0.0, 0.0, 0.0, 0.0],
+                            [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]),
+    n_cls=5, n_reg=2, lam=10.0)
+
+_LOSS_CASES = (EX_LOSS, _loss_case(1, 12, 256, 3, 10.0), _loss_case(2, 20, 8, 100, 1.0),
+               _loss_case(3, 9, 16, 1, 0.5))
+
+#: Exercise 4: proposals of three images (best first) ...
+EX_PROPOSALS = [torch.tensor([[10.0, 10, 50, 50], [0, 0, 40, 20], [60, 60, 100, 110],
+                              [12, 8, 52, 44]]),
+                torch.tensor([[100.0, 20, 140, 60], [20, 100, 60, 120]]),
+                torch.zeros(0, 4)]
+#: ... and their ground-truth boxes: image 0's second box has a best IoU of exactly 0.5 and
+#: image 2 has no proposal at all.
+EX_GT_BOXES = [torch.tensor([[12.0, 10, 52, 50], [0, 0, 40, 40], [140, 140, 150, 150]]),
+               torch.tensor([[104.0, 24, 140, 64]]),
+               torch.tensor([[30.0, 30, 70, 90]])]
+
+
+def _recall_cases():
+    """(proposals, gt_boxes, threshold) cases: the exercise at 0.5 and 0.7, random images."""
+    g = torch.Generator().manual_seed(4)
+
+    def boxes(n):
+        xy = torch.rand(n, 2, generator=g) * 120
+        return torch.cat([xy, xy + 10 + torch.rand(n, 2, generator=g) * 50], 1)
+
+    rand = ([boxes(30), boxes(5), boxes(12)], [boxes(3), boxes(2), boxes(4)])
+    return ((EX_PROPOSALS, EX_GT_BOXES, 0.5), (EX_PROPOSALS, EX_GT_BOXES, 0.7),
+            (*rand, 0.5), (*rand, 0.3))
+
+
+# ----------------------------------------------------------------------------- helpers
+def _numbers(value, n, what):
+    """``value`` as a list of n floats, or a Result saying what was expected."""
+    try:
+        out = [float(v) for v in torch.as_tensor(value, dtype=torch.float64).reshape(-1).tolist()]
+    except (TypeError, ValueError, RuntimeError):
+        return None, Result(False, f"return {what}, got {value!r}")
+    if len(out) != n:
+        return None, Result(False, f"return {what} ({n} number{'s' * (n > 1)}), got {len(out)}")
+    return out, None
+
+
+def _close(a, b, tol=1e-4):
+    return all(math.isclose(x, y, rel_tol=tol, abs_tol=tol) for x, y in zip(a, b))
+
+
+def _centre_size(box):
+    x1, y1, x2, y2 = box
+    return (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+
+
+# ----------------------------------------------------------------------------- exercise 1
+def expected_encode(anchor=EX_ANCHOR, box=EX_BOX):
+    """(tx, ty, tw, th) of ``box`` relative to ``anchor``, from `encode_boxes`."""
+    ref = torch.tensor([anchor], dtype=torch.float64)
+    return encode_boxes(ref, torch.tensor([box], dtype=torch.float64))[0].tolist()
+
+
+def _encode_variants(anchor, box):
+    """Common slips: (whole-answer variants, position variants, size variants), each a list of
+    (values, hint); whole-answer variants have 4 values, the others 2."""
+    xa, ya, wa, ha = _centre_size(anchor)
+    x, y, w, h = _centre_size(box)
+    whole = [
+        (((xa - x) / wa, (ya - y) / ha, math.log(wa / w), math.log(ha / h)),
+         "the signs are flipped: the targets are (box - anchor) / anchor size and log(box / anchor)"),
+        (((box[0] + box[2] / 2 - anchor[0] - anchor[2] / 2) / anchor[2],
+          (box[1] + box[3] / 2 - anchor[1] - anchor[3] / 2) / anchor[3],
+          math.log(box[2] / anchor[2]), math.log(box[3] / anchor[3])),
+         "the boxes are (x1, y1, x2, y2), not (x, y, w, h): the width is x2 - x1"),
+    ]
+    position = [
+        (((box[0] - anchor[0]) / wa, (box[1] - anchor[1]) / ha),
+         "you shifted the top-left corner: tx and ty measure the shift of the box CENTRE, "
+         "x = (x1 + x2) / 2, divided by the anchor's width / height"),
+        ((x - xa, y - ya), "divide the centre shift by the anchor's width (tx) and height (ty): "
+                           "that makes the target scale-invariant"),
+        (((x - xa) / w, (y - ya) / h), "divide the shift by the ANCHOR's width / height (w_a, h_a), "
+                                       "not the box's"),
+        (((x - xa) / ha, (y - ya) / wa), "tx divides the x shift by the anchor's width, ty the y "
+                                         "shift by its height"),
+    ]
+    size = [
+        ((w / wa, h / ha), "tw and th are LOGS of the size ratios: tw = log(w / w_a); you gave w / w_a"),
+        ((w / wa - 1, h / ha - 1), "tw = log(w / w_a), not the relative change w / w_a - 1 (they "
+                                   "only agree near 0)"),
+        ((math.log10(w / wa), math.log10(h / ha)), "use the natural log (math.log), not log10"),
+        ((math.log(w / ha), math.log(h / wa)), "tw compares the widths, th the heights: "
+                                               "log(w / w_a), log(h / h_a)"),
+        ((math.log(wa / w), math.log(ha / h)), "tw = log(w / w_a): the box's size over the "
+                                               "anchor's, not the other way round"),
+    ]
+    return whole, position, size
+
+
+def _encode_hint(got, want, anchor, box):
+    whole, position, size = _encode_variants(anchor, box)
+    hint = next((text for values, text in whole if _close(got, values)), None)
+    if hint is not None:
+        return hint
+    hints = []
+    if not _close(got[:2], want[:2]):
+        hints.append(next((text for values, text in position if _close(got[:2], values)),
+                          "tx = (x - x_a) / w_a and ty = (y - y_a) / h_a, with the centres x, y"))
+    if not _close(got[2:], want[2:]):
+        hints.append(next((text for values, text in size if _close(got[2:], values)),
+                          "tw = log(w / w_a) and th = log(h / h_a)"))
+    return "; and ".join(hints)
+
+
+def check_encode(fn):
+    """fn(anchor, box) -> (tx, ty, tw, th); anchor and box are 4-tuples (x1, y1, x2, y2)."""
+    for anchor, box in _ENCODE_CASES:
+        got, err = run_safely(fn, anchor, box)
+        if err is not None:
+            return err
+        got, err = _numbers(got, 4, "(tx, ty, tw, th)")
+        if err is not None:
+            return err
+        want = expected_encode(anchor, box)
+        if _close(got, want):
+            continue
+        where = (f"anchor {anchor}, box {box}: you gave ({', '.join(f'{v:.3f}' for v in got)}), "
+                 f"encode_boxes gives ({', '.join(f'{v:.3f}' for v in want)})")
+        return Result(False, f"{where}: {_encode_hint(got, want, anchor, box)}.")
+    return Result(True, f"your targets match encode_boxes on {len(_ENCODE_CASES)} anchor / box "
+                        "pairs: centre shifts over the anchor's size, log size ratios.")
+
+
+# ----------------------------------------------------------------------------- exercise 2
+def _library_smooth(x, beta):
+    return float(smooth_l1(torch.tensor(x, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64),
+                           beta=beta))
+
+
+def _smooth_variants(x, beta):
+    """(value, hint) of common slips for the error x."""
+    a = abs(x)
+    return (
+        (0.5 * x * x, "beyond |x| = beta the loss grows linearly (that bounds its gradient); you "
+                      "wrote the L2 loss 0.5 x^2"),
+        (a, "below |x| = beta the loss is quadratic, 0.5 x^2 / beta; you wrote plain L1"),
+        (a * a / beta if a < beta else a - 0.5 * beta,
+         "the quadratic piece is 0.5 x^2 / beta: with the 0.5 the two pieces meet at |x| = beta "
+         "with the same value and the same slope"),
+        (0.5 * a * a / beta if a < beta else a,
+         "the linear piece is |x| - 0.5 beta, so that it joins the quadratic one at |x| = beta"),
+        (0.5 * x * x / beta if x < beta else x - 0.5 * beta,
+         "compare |x| with beta (and use |x| in the linear piece): the loss is symmetric, a "
+         "negative error costs as much as a positive one"),
+        (0.5 * a * a if a < beta else a - 0.5,
+         "beta enters both pieces: 0.5 x^2 / beta below beta, |x| - 0.5 beta above"),
+        (0.5 * a * a if a < 1 else a - 0.5,
+         "the switch between the pieces is at |x| = beta, and beta appears in both pieces"),
+    )
+
+
+def check_smooth_l1(fn):
+    """fn(x, beta) -> smooth L1 of the error x (a number): 0.5 x^2 / beta if |x| < beta, else
+    |x| - 0.5 beta."""
+    answers = []
+    for x, beta in _SMOOTH_CASES:
+        got, err = run_safely(fn, x, beta)
+        if err is not None:
+            return err
+        got, err = _numbers(got, 1, "one number")
+        if err is not None:
+            return err
+        answers.append(got[0])
+    wrong = [i for i, (x, beta) in enumerate(_SMOOTH_CASES)
+             if not _close([answers[i]], [_library_smooth(x, beta)])]
+    if not wrong:
+        return Result(True, f"your smooth L1 matches frcnn_edu.losses.smooth_l1 on "
+                            f"{len(_SMOOTH_CASES)} errors, for the paper's beta = 1 and torchvision's 1/9.")
+    x, beta = _SMOOTH_CASES[wrong[0]]
+    where = (f"for x = {x:g} and beta = {beta:.4g} you gave {answers[wrong[0]]:.4f}, smooth_l1 "
+             f"gives {_library_smooth(x, beta):.4f}")
+    # the slip that explains every answer, else one that explains the first wrong one
+    table = [_smooth_variants(x, b) for x, b in _SMOOTH_CASES]
+    everywhere = [j for j in range(len(table[0]))
+                  if all(_close([answers[i]], [table[i][j][0]]) for i in range(len(answers)))]
+    here = [j for j in range(len(table[0])) if _close([answers[wrong[0]]], [table[wrong[0]][j][0]])]
+    hint = (table[0][(everywhere or here)[0]][1] if everywhere or here
+            else "0.5 x^2 / beta if |x| < beta, otherwise |x| - 0.5 beta")
+    return Result(False, f"{where}: {hint}.")
+
+
+# ----------------------------------------------------------------------------- exercise 3
+def expected_rpn_loss(case=EX_LOSS):
+    """(classification term, regression term) of eq. 1 for ``case``, from `rpn_loss`."""
+    cls, reg = rpn_loss(case["pred_objectness"], case["pred_deltas"], case["labels"],
+                        case["gt_deltas"], n_cls=case["n_cls"], n_reg=case["n_reg"], lam=case["lam"])
+    return float(cls), float(reg)
+
+
+def _loss_variants(case):
+    """(cls, reg, hint) of common slips; None where a variant leaves that term right."""
+    logits, deltas, labels, gt = (case[k] for k in ("pred_objectness", "pred_deltas", "labels",
+                                                    "gt_deltas"))
+    n_cls, n_reg, lam = case["n_cls"], case["n_reg"], case["lam"]
+    sampled, pos = labels >= 0, labels == 1
+    bce = F.binary_cross_entropy_with_logits(logits, labels.clamp(min=0).float(), reduction="none")
+    cls_sum = float(bce[sampled].sum())
+    sl1 = smooth_l1(deltas, gt, reduction="none").sum(1)
+    reg_pos = float(sl1[pos].sum())
+    n_pos = max(int(pos.sum()), 1)
+    return (
+        (cls_sum / n_reg, lam * reg_pos / n_cls,
+         "N_cls and N_reg are swapped: the classification sum is divided by N_cls (the "
+         "mini-batch size), the regression sum by N_reg (the number of anchor locations)"),
+        (None, reg_pos / n_reg, "the regression term is multiplied by lambda"),
+        (None, lam * reg_pos, "divide the regression sum by N_reg"),
+        (cls_sum, None, "divide the classification sum by N_cls"),
+        (None, lam * float(sl1[sampled].sum()) / n_reg,
+         "p_i* switches the regression off for negatives: sum smooth L1 over the positive "
+         "anchors only (labels == 1), not over all sampled ones"),
+        (None, lam * float(sl1.sum()) / n_reg,
+         "sum the regression over the positive anchors only (labels == 1)"),
+        (None, lam * reg_pos / n_pos,
+         "the paper divides the regression sum by N_reg, not by the number of positives"),
+        (None, lam * reg_pos / 4 / n_reg,
+         "L_reg sums smooth L1 over the 4 coordinates (tx, ty, tw, th); do not average them"),
+        (None, lam * float((0.5 * (deltas - gt) ** 2).sum(1)[pos].sum()) / n_reg,
+         "L_reg is smooth L1 (beta = 1), not the squared error"),
+        (float(bce.sum()) / n_cls, None,
+         "ignored anchors (label -1) are not in the mini-batch: leave them out of the "
+         "classification sum"),
+        (cls_sum / max(int(sampled.sum()), 1), None,
+         "divide the classification sum by the given N_cls, not by the number of sampled anchors "
+         '(that is the normalize="sampled" variant)'),
+        (float(bce[sampled].mean()) / n_cls, None,
+         "sum the log loss over the sampled anchors, then divide by N_cls once"),
+    )
+
+
+def check_rpn_loss(fn):
+    """fn(pred_objectness [A], pred_deltas [A, 4], labels [A] in {1, 0, -1}, gt_deltas [A, 4],
+    n_cls, n_reg, lam) -> (classification term, regression term) of Faster R-CNN eq. 1."""
+    for i, case in enumerate(_LOSS_CASES):
+        args = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in case.items()}
+        got, err = run_safely(fn, **args)
+        if err is not None:
+            return err
+        got, err = _numbers(got, 2, "a pair (classification term, regression term)")
+        if err is not None:
+            return err
+        want = expected_rpn_loss(case)
+        if _close(got, want):
+            continue
+        name = "the exercise's case" if i == 0 else f"test case {i}"
+        where = (f"on {name} (N_cls = {case['n_cls']}, N_reg = {case['n_reg']}, lambda = "
+                 f"{case['lam']:g}) you gave ({got[0]:.4f}, {got[1]:.4f}), rpn_loss gives "
+                 f"({want[0]:.4f}, {want[1]:.4f})")
+        cls_ok, reg_ok = _close(got[:1], want[:1]), _close(got[1:], want[1:])
+        hint = None
+        for cls, reg, text in _loss_variants(case):
+            c = _close(got[:1], [cls]) if cls is not None else cls_ok
+            r = _close(got[1:], [reg]) if reg is not None else reg_ok
+            if c and r:
+                hint = text
+                break
+        if hint is None and _close(got, want[::-1]):
+            hint = "the two terms are in the wrong order: return (classification, regression)"
+        if hint is None:
+            part = ("the regression term" if cls_ok else "the classification term" if reg_ok
+                    else "both terms")
+            hint = (f"{part} differ: L_cls is the log loss of sigmoid(logit) summed over the "
+                    "sampled anchors (labels 0 and 1) / N_cls; the regression term is lambda * "
+                    "the smooth L1 summed over the 4 coordinates of the positive anchors / N_reg")
+        return Result(False, f"{where}: {hint}.")
+    cls, reg = expected_rpn_loss()
+    return Result(True, f"your loss matches rpn_loss on {len(_LOSS_CASES)} cases (the exercise: "
+                        f"{cls:.4f} + {reg:.4f}).")
+
+
+# ----------------------------------------------------------------------------- exercise 4
+def _recall_variants(proposals, gt_boxes, t):
+    """(value, hint) of common slips in proposal recall."""
+    best_gt, best_prop, per_image = [], [], []
+    for p, g in zip(proposals, gt_boxes):
+        iou = box_iou(p, g) if len(p) and len(g) else torch.zeros(len(p), len(g))
+        b = iou.max(0).values if len(p) else torch.zeros(len(g))
+        best_gt.append(b)
+        if len(p) and len(g):
+            best_prop.append(iou.max(1).values)
+        if len(g):
+            per_image.append(float((b >= t).double().mean()))
+    best_gt = torch.cat(best_gt)
+    with_props = [float((box_iou(p, g).max(0).values >= t).sum()) for p, g in zip(proposals, gt_boxes)
+                  if len(p) and len(g)]
+    n_with = sum(len(g) for p, g in zip(proposals, gt_boxes) if len(p))
+    props = torch.cat(best_prop) if best_prop else torch.zeros(0)
+    return (
+        (float((best_gt > t).double().mean()),
+         "a box whose best IoU equals the threshold counts as found: use >=, not >"),
+        (float((props >= t).double().mean()) if len(props) else math.nan,
+         "recall counts ground-truth boxes: the share of boxes that some proposal covers (you "
+         "counted the share of proposals that cover a box, which is closer to precision)"),
+        (sum(per_image) / len(per_image) if per_image else math.nan,
+         "pool the boxes of all images (found boxes / all boxes); do not average per-image recalls"),
+        (sum(with_props) / n_with if n_with else math.nan,
+         "an image without proposals still has its boxes: they count as missed"),
+    )
+
+
+def check_recall(fn):
+    """fn(proposals: list of [P, 4], gt_boxes: list of [G, 4], iou_threshold) -> float: the
+    share of all gt boxes whose best IoU with a proposal of their image is >= the threshold."""
+    for proposals, gt_boxes, t in _recall_cases():
+        got, err = run_safely(fn, [p.clone() for p in proposals], [g.clone() for g in gt_boxes], t)
+        if err is not None:
+            if "raised" in err.message and any(len(p) == 0 for p in proposals):
+                err.message += " (note: an image may have no proposals at all)"
+            return err
+        got, err = _numbers(got, 1, "one number")
+        if err is not None:
+            return err
+        want = float(proposal_recall(proposals, gt_boxes, (t,))[0])
+        if _close(got, [want], tol=1e-5):
+            continue
+        where = f"at IoU {t:g} you gave {got[0]:.4f}, proposal_recall gives {want:.4f}"
+        hint = next((text for value, text in _recall_variants(proposals, gt_boxes, t)
+                     if not math.isnan(value) and _close(got, [value], tol=1e-5)),
+                    "for every gt box take its highest IoU with the proposals of its image; recall "
+                    "= (number of boxes with that IoU >= threshold) / (number of boxes)")
+        return Result(False, f"{where}: {hint}.")
+    return Result(True, "your recall matches frcnn_edu.evaluation.proposal_recall on "
+                        f"{len(_recall_cases())} cases (pooled over images, IoU >= threshold).")

@@ -1,0 +1,285 @@
+"""Tests for the lesson 04 checkers: a right answer passes, wrong ones fail with a useful hint,
+a stub (NotImplementedError) is reported, never raised."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from frcnn_edu import checks
+from frcnn_edu.boxes import box_iou, encode_boxes
+from frcnn_edu.checks import lesson04 as L
+from frcnn_edu.evaluation import proposal_recall
+from frcnn_edu.losses import rpn_loss, smooth_l1
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError("replace this line with your answer")
+
+
+def test_lesson_module_is_reachable_from_checks():
+    assert checks.lesson04 is L
+
+
+# ------------------------------------------------------------------ exercise 1: encode by hand
+
+def _encode(anchor, box, corner=False, log=True, by="anchor", flip=False, xywh=False):
+    if xywh:  # reads (x1, y1, x2, y2) as (x, y, w, h)
+        anchor = (anchor[0], anchor[1], anchor[0] + anchor[2], anchor[1] + anchor[3])
+        box = (box[0], box[1], box[0] + box[2], box[1] + box[3])
+    xa, ya = (anchor[0] + anchor[2]) / 2, (anchor[1] + anchor[3]) / 2
+    wa, ha = anchor[2] - anchor[0], anchor[3] - anchor[1]
+    x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    w, h = box[2] - box[0], box[3] - box[1]
+    if corner:
+        x, y, xa, ya = box[0], box[1], anchor[0], anchor[1]
+    dw, dh = (wa, ha) if by == "anchor" else (w, h) if by == "box" else (1.0, 1.0)
+    if flip:
+        return (xa - x) / wa, (ya - y) / ha, math.log(wa / w), math.log(ha / h)
+    tw, th = (math.log(w / wa), math.log(h / ha)) if log else (w / wa, h / ha)
+    return (x - xa) / dw, (y - ya) / dh, tw, th
+
+
+def test_expected_encode_is_the_worked_example():
+    lib = encode_boxes(torch.tensor([L.EX_ANCHOR]), torch.tensor([L.EX_BOX]))[0].tolist()
+    assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(L.expected_encode(), lib))
+    tx, ty, tw, th = L.expected_encode()
+    assert (tx, ty) == (17 / 40, 6 / 80)
+    assert math.isclose(tw, math.log(1.25)) and math.isclose(th, math.log(0.75))
+
+
+def test_check_encode_right():
+    assert L.check_encode(_encode)
+    assert L.check_encode(lambda a, b: L.expected_encode(a, b))
+    assert L.check_encode(lambda a, b: torch.tensor(_encode(a, b)))
+    assert L.check_encode(lambda a, b: [round(v, 6) for v in _encode(a, b)])
+
+
+def test_check_encode_wrong_with_hints():
+    res = L.check_encode(lambda a, b: _encode(a, b, corner=True))
+    assert not res and "CENTRE" in res.message
+    res = L.check_encode(lambda a, b: _encode(a, b, log=False))
+    assert not res and "LOGS" in res.message
+    res = L.check_encode(lambda a, b: _encode(a, b, by="box"))
+    assert not res and "ANCHOR's width" in res.message
+    res = L.check_encode(lambda a, b: _encode(a, b, by="none"))
+    assert not res and "scale-invariant" in res.message
+    res = L.check_encode(lambda a, b: _encode(a, b, flip=True))
+    assert not res and "signs are flipped" in res.message
+    res = L.check_encode(lambda a, b: _encode(a, b, xywh=True))
+    assert not res and "(x, y, w, h)" in res.message
+    res = L.check_encode(lambda a, b: _encode(a, b, corner=True, log=False))  # two slips at once
+    assert not res and "CENTRE" in res.message and "LOGS" in res.message
+    res = L.check_encode(lambda a, b: (*_encode(a, b)[:2], math.log10((b[2] - b[0]) / (a[2] - a[0])),
+                                       math.log10((b[3] - b[1]) / (a[3] - a[1]))))
+    assert not res and "log10" in res.message
+    res = L.check_encode(lambda a, b: (0.0, 0.0, 0.0, 0.0))
+    assert not res and "tx = (x - x_a) / w_a" in res.message and "tw = log" in res.message
+
+
+def test_check_encode_stub_and_bad_return():
+    res = L.check_encode(_stub)
+    assert not res and "NotImplementedError" in res.message
+    res = L.check_encode(lambda a, b: (1.0, 2.0))
+    assert not res and "4 numbers" in res.message
+    res = L.check_encode(lambda a, b: "tx")
+    assert not res and "(tx, ty, tw, th)" in res.message
+    res = L.check_encode(lambda a, b: math.log(-1))
+    assert not res and "ValueError" in res.message
+
+
+# ------------------------------------------------------------------ exercise 2: smooth L1
+
+def _smooth(x, beta=1.0):
+    return 0.5 * x * x / beta if abs(x) < beta else abs(x) - 0.5 * beta
+
+
+def test_check_smooth_l1_right():
+    assert L.check_smooth_l1(_smooth)
+    assert L.check_smooth_l1(lambda x, beta: float(smooth_l1(torch.tensor(x), torch.tensor(0.0), beta)))
+    assert L.check_smooth_l1(lambda x, beta: F.smooth_l1_loss(torch.tensor(x), torch.tensor(0.0), beta=beta))
+
+
+def test_check_smooth_l1_wrong_with_hints():
+    res = L.check_smooth_l1(lambda x, b: x * x / b if abs(x) < b else abs(x) - 0.5 * b)
+    assert not res and "0.5 x^2 / beta" in res.message and "same slope" in res.message
+    res = L.check_smooth_l1(lambda x, b: 0.5 * x * x / b if abs(x) < b else abs(x))
+    assert not res and "|x| - 0.5 beta" in res.message
+    res = L.check_smooth_l1(lambda x, b: 0.5 * x * x / b if x < b else x - 0.5 * b)
+    assert not res and "symmetric" in res.message
+    res = L.check_smooth_l1(lambda x, b: 0.5 * x * x if abs(x) < b else abs(x) - 0.5)
+    assert not res and "beta enters both pieces" in res.message
+    res = L.check_smooth_l1(lambda x, b: 0.5 * x * x if abs(x) < 1 else abs(x) - 0.5)
+    assert not res and "beta = 0.1111" in res.message
+    res = L.check_smooth_l1(lambda x, b: 0.5 * x * x)
+    assert not res and "L2" in res.message
+    res = L.check_smooth_l1(lambda x, b: abs(x))
+    assert not res and "plain L1" in res.message
+    res = L.check_smooth_l1(lambda x, b: 3.0)
+    assert not res and "otherwise |x| - 0.5 beta" in res.message
+
+
+def test_check_smooth_l1_stub_and_bad_return():
+    res = L.check_smooth_l1(_stub)
+    assert not res and "not filled in" in res.message
+    res = L.check_smooth_l1(lambda x, b: [1.0, 2.0])
+    assert not res and "one number" in res.message
+    res = L.check_smooth_l1(lambda x: x)  # forgot the beta argument
+    assert not res and "TypeError" in res.message
+
+
+# ------------------------------------------------------------------ exercise 3: the RPN loss
+
+def _loss(pred_objectness, pred_deltas, labels, gt_deltas, n_cls, n_reg, lam, slip=None):
+    sampled, pos = labels >= 0, labels == 1
+    if slip == "ignored_in_cls":
+        sampled = torch.ones_like(sampled)
+    cls = F.binary_cross_entropy_with_logits(pred_objectness[sampled],
+                                             labels[sampled].clamp(min=0).float(), reduction="sum")
+    which = sampled if slip == "reg_over_sampled" else pos
+    diff = pred_deltas[which] - gt_deltas[which]
+    per = 0.5 * diff ** 2 if slip == "l2" else torch.where(diff.abs() < 1, 0.5 * diff ** 2, diff.abs() - 0.5)
+    reg = per.sum()
+    if slip == "swap":
+        return cls / n_reg, lam * reg / n_cls
+    if slip == "no_lambda":
+        return cls / n_cls, reg / n_reg
+    if slip == "mean_coords":
+        return cls / n_cls, lam * reg / 4 / n_reg
+    if slip == "by_positives":
+        return cls / n_cls, lam * reg / max(int(pos.sum()), 1)
+    if slip == "sampled_count":
+        return cls / int(sampled.sum()), lam * reg / n_reg
+    if slip == "reversed":
+        return lam * reg / n_reg, cls / n_cls
+    return cls / n_cls, lam * reg / n_reg
+
+
+def test_expected_rpn_loss_by_hand():
+    cls, reg = L.expected_rpn_loss()
+    ex = L.EX_LOSS
+    sampled = ex["labels"] >= 0
+    p = torch.sigmoid(ex["pred_objectness"][sampled]).double()
+    y = ex["labels"][sampled].double()
+    by_hand = float(-(y * p.log() + (1 - y) * (1 - p).log()).sum() / 5)
+    assert math.isclose(cls, by_hand, rel_tol=1e-5)
+    # positives: anchor 0 (all errors < 1) and anchor 4 (tw error 1.8 is in the linear zone)
+    assert math.isclose(reg, 10 * (0.035 + (0.125 + 0.08 + 1.3 + 0.18)) / 2, rel_tol=1e-5)
+
+
+def test_check_rpn_loss_right():
+    assert L.check_rpn_loss(_loss)
+
+    def library(pred_objectness, pred_deltas, labels, gt_deltas, n_cls, n_reg, lam):
+        return rpn_loss(pred_objectness, pred_deltas, labels, gt_deltas, n_cls=n_cls, n_reg=n_reg, lam=lam)
+
+    assert L.check_rpn_loss(library)
+    res = L.check_rpn_loss(lambda **kw: torch.tensor(_loss(**kw)))
+    assert res and "8.6000" in res.message
+
+
+def test_check_rpn_loss_wrong_with_hints():
+    def slip(name):
+        return lambda **kw: _loss(**kw, slip=name)
+
+    res = L.check_rpn_loss(slip("swap"))
+    assert not res and "swapped" in res.message
+    res = L.check_rpn_loss(slip("no_lambda"))
+    assert not res and "multiplied by lambda" in res.message
+    res = L.check_rpn_loss(slip("reg_over_sampled"))
+    assert not res and "positive anchors only" in res.message
+    res = L.check_rpn_loss(slip("ignored_in_cls"))
+    assert not res and "label -1" in res.message
+    res = L.check_rpn_loss(slip("mean_coords"))
+    assert not res and "4 coordinates" in res.message
+    res = L.check_rpn_loss(slip("by_positives"))
+    assert not res and "not by the number of positives" in res.message
+    res = L.check_rpn_loss(slip("sampled_count"))
+    assert not res and 'normalize="sampled"' in res.message
+    res = L.check_rpn_loss(slip("l2"))
+    assert not res and "squared error" in res.message
+    res = L.check_rpn_loss(slip("reversed"))
+    assert not res and "wrong order" in res.message
+    res = L.check_rpn_loss(lambda **kw: (0.0, 0.0))
+    assert not res and "both terms" in res.message and "exercise's case" in res.message
+
+
+def test_check_rpn_loss_inputs_are_not_shared():
+    def mutating(**kw):
+        kw["labels"][kw["labels"] == -1] = 0  # a student who edits the labels in place
+        return _loss(**kw)
+
+    mutating(**{k: v.clone() if torch.is_tensor(v) else v for k, v in L.EX_LOSS.items()})
+    assert L.EX_LOSS["labels"].tolist() == [1, 0, -1, 0, 1, -1, 0, -1]
+    assert not L.check_rpn_loss(mutating)
+    assert L.EX_LOSS["labels"].tolist() == [1, 0, -1, 0, 1, -1, 0, -1]
+
+
+def test_check_rpn_loss_stub_and_bad_return():
+    res = L.check_rpn_loss(_stub)
+    assert not res and "not filled in" in res.message
+    res = L.check_rpn_loss(lambda **kw: 1.0)
+    assert not res and "pair" in res.message
+
+
+# ------------------------------------------------------------------ exercise 4: proposal recall
+
+def _recall(proposals, gt_boxes, t, slip=None):
+    found, total, per_image = 0, 0, []
+    for p, g in zip(proposals, gt_boxes):
+        if slip == "skip_empty" and len(p) == 0:
+            continue
+        best = box_iou(p, g).max(0).values if len(p) else torch.zeros(len(g))
+        hit = (best > t) if slip == "strict" else (best >= t)
+        found, total = found + int(hit.sum()), total + len(g)
+        per_image.append(float(hit.double().mean()))
+    if slip == "per_image":
+        return sum(per_image) / len(per_image)
+    return found / total
+
+
+def test_exercise_recall_values():
+    iou = box_iou(L.EX_PROPOSALS[0], L.EX_GT_BOXES[0])
+    assert float(iou[:, 1].max()) == 0.5  # the boundary case
+    recall = proposal_recall(L.EX_PROPOSALS, L.EX_GT_BOXES, (0.5, 0.7)).tolist()
+    assert [round(r, 6) for r in recall] == [0.6, 0.4]
+
+
+def test_check_recall_right():
+    assert L.check_recall(_recall)
+    assert L.check_recall(lambda p, g, t: proposal_recall(p, g, (t,))[0])
+
+
+def test_check_recall_wrong_with_hints():
+    res = L.check_recall(lambda p, g, t: _recall(p, g, t, slip="strict"))
+    assert not res and ">=" in res.message
+    res = L.check_recall(lambda p, g, t: _recall(p, g, t, slip="per_image"))
+    assert not res and "pool the boxes" in res.message
+    res = L.check_recall(lambda p, g, t: _recall(p, g, t, slip="skip_empty"))
+    assert not res and "without proposals" in res.message
+
+    def per_proposal(proposals, gt_boxes, t):
+        best = [box_iou(p, g).max(1).values for p, g in zip(proposals, gt_boxes) if len(p)]
+        return float((torch.cat(best) >= t).double().mean())
+
+    res = L.check_recall(per_proposal)
+    assert not res and "precision" in res.message
+    res = L.check_recall(lambda p, g, t: 0.0)
+    assert not res and "highest IoU" in res.message
+
+
+def test_check_recall_crash_on_empty_image_gets_a_note():
+    def crashes(proposals, gt_boxes, t):
+        return sum(int((box_iou(p, g).max(0).values >= t).sum()) for p, g in zip(proposals, gt_boxes)) / 5
+
+    res = L.check_recall(crashes)
+    assert not res and "raised" in res.message and "no proposals" in res.message
+
+
+def test_check_recall_stub():
+    res = L.check_recall(_stub)
+    assert not res and "not filled in" in res.message and "no proposals" not in res.message
+
+
+def test_result_repr():
+    assert repr(L.check_smooth_l1(_smooth)).startswith("Correct: ")
+    assert repr(L.check_recall(_stub)).startswith("Not yet: ")
