@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test test-lib test-notebooks book student bench clean-venv help
+.PHONY: lab test test-lib test-slow book student bench clean-venv help
 
 help:
 	@echo "make lab    - open the lessons in JupyterLab"
@@ -13,6 +13,7 @@ help:
 	@echo "make book   - execute all lessons and render them to HTML in build/book/"
 	@echo "make student- write exercise copies (solutions removed) to build/student/"
 	@echo "make bench  - run the CPU benchmarks in benchmarks/"
+	@echo "make test-slow - the long reproductions (pre-training the shipped backbone, ~11 min)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@if [ ! -x $(BIN)/python ]; then \
@@ -36,6 +37,10 @@ test: $(STAMP)
 
 test-lib: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests -p no:cacheprovider
+
+# The long reproductions (e.g. the 11-minute pre-training of the shipped backbone).
+test-slow: $(STAMP)
+	FRCNN_EDU_SLOW=1 MPLBACKEND=Agg $(BIN)/python -m pytest tests -m slow -p no:cacheprovider
 
 book: $(STAMP)
 	@echo ">> executing every lesson and rendering HTML into build/book/"
