@@ -11,6 +11,7 @@ import torch  # noqa: E402
 from matplotlib.collections import PatchCollection  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
+from frcnn_edu.anchors import inside_image  # noqa: E402
 from frcnn_edu.boxes import box_iou  # noqa: E402
 from frcnn_edu.data import ShapesDataset  # noqa: E402
 from frcnn_edu.evaluation import average_recall, proposal_recall  # noqa: E402
@@ -100,6 +101,19 @@ def test_proposal_stages_counts_follow_the_settings(outputs):
     assert P.proposal_stages(outputs, 6000, 2000, 0.7, min_size=1000.0)["pre_nms"] == 0
 
 
+def test_proposal_stages_inside_only(outputs):
+    valid = inside_image(outputs["anchors"], (160, 160))
+    inside = P.proposal_stages(outputs, 6000, 300, 0.7, inside_only=True)
+    boxes, scores = generate_proposals(outputs["anchors"][valid], outputs["logits"][valid][None],
+                                       outputs["deltas"][valid][None], [(160, 160)])
+    assert inside["anchors"] == int(valid.sum()) == 444 and inside["pre_nms"] == 444
+    assert torch.equal(inside["boxes"], boxes[0]) and torch.equal(inside["scores"], scores[0])
+    none_inside = dict(outputs, image_size=(8, 8))  # every anchor crosses the border of 8 x 8
+    empty = P.proposal_stages(none_inside, inside_only=True)
+    assert empty["boxes"].shape == (0, 4) and empty["scores"].shape == (0,)
+    assert (empty["anchors"], empty["pre_nms"], empty["after_nms"], empty["kept"]) == (0, 0, 0, 0)
+
+
 def test_proposal_stats_match_the_library():
     props = torch.tensor([[10.0, 10, 50, 50], [0, 0, 40, 20], [60, 60, 100, 110]])
     gt = torch.tensor([[12.0, 10, 52, 50], [0, 0, 40, 40], [140, 140, 150, 150]])
@@ -145,13 +159,13 @@ def test_draw_proposals_edge_cases(ax, dataset):
 def test_explorer_result_follows_the_widgets(model, dataset):
     pytest.importorskip("ipywidgets")
     w = P.proposal_explorer(model, dataset, index=0)
-    index, thresh, pre, post, draw = w.children[:5]
+    index, thresh, pre, post, draw, inside = w.children[:6]
     assert (thresh.value, pre.value, post.value) == (0.7, 6000, 300)
     w.update()
 
-    def expected(i, t=0.7, pre_n=6000, post_n=300):
+    def expected(i, t=0.7, pre_n=6000, post_n=300, only=False):
         image, target = dataset[i]
-        stages = P.proposal_stages(P.rpn_outputs(model, image), pre_n, post_n, t)
+        stages = P.proposal_stages(P.rpn_outputs(model, image), pre_n, post_n, t, inside_only=only)
         counts = {k: stages[k] for k in ("anchors", "pre_nms", "after_nms", "kept")}
         return {**counts, **P.proposal_stats(stages["boxes"], target["boxes"])}
 
@@ -166,3 +180,6 @@ def test_explorer_result_follows_the_widgets(model, dataset):
     assert w.result["kept"] == 5 and w.result["proposals"] == 5
     draw.value = 0
     assert w.result == expected(2, t=0.5, pre_n=30, post_n=5)
+    inside.value = True
+    assert w.result == expected(2, t=0.5, pre_n=30, post_n=5, only=True)
+    assert w.result["anchors"] == 444

@@ -7,11 +7,18 @@ training, 300 at test). This module runs a model's RPN once per image and replay
 layer with other settings, counts what each stage keeps, measures proposal recall
 (`frcnn_edu.evaluation.proposal_recall`) and draws the result.
 
+The paper scores every anchor at test time and clips the cross-boundary proposals (sec. 3.3),
+although anchors that cross the border were ignored in training, so their objectness was never
+trained. ``inside_only=True`` gives the proposal layer only the anchors inside the image, to
+measure what those untrained scores cost.
+
     rpn_outputs(model, image)                       backbone + RPN head once: anchors, logits, deltas
     proposal_stages(outputs, pre_nms_top_n, ...)    the proposal layer with counts after each stage
+                                                    (optionally on the inside anchors only)
     proposal_stats(proposals, gt_boxes)             recall at IoU 0.5 and 0.7, average recall
     draw_proposals(ax, image, proposals, ...)       top proposals by rank, each gt box's best one
-    proposal_explorer(model, dataset, ...)          sliders for NMS IoU, pre- and post-NMS top-N
+    proposal_explorer(model, dataset, ...)          sliders for NMS IoU, pre- and post-NMS top-N,
+                                                    a switch for cross-border anchors
 
 Shape key:
     A  anchors of the image (Hf * Wf * k)      P  proposals kept      G  ground-truth boxes
@@ -23,6 +30,7 @@ import matplotlib
 from matplotlib import patches as mpatches
 from matplotlib.collections import PatchCollection
 
+from frcnn_edu.anchors import inside_image
 from frcnn_edu.boxes import box_iou
 from frcnn_edu.evaluation import average_recall, proposal_recall
 from frcnn_edu.models.batching import batch_images
@@ -71,17 +79,28 @@ def _layer(outputs, pre_nms_top_n, post_nms_top_n, nms_thresh, min_size):
     return boxes[0], scores[0]
 
 
-def proposal_stages(outputs, pre_nms_top_n=6000, post_nms_top_n=300, nms_thresh=0.7, min_size=0.0):
+def proposal_stages(outputs, pre_nms_top_n=6000, post_nms_top_n=300, nms_thresh=0.7, min_size=0.0,
+                    inside_only=False):
     """The proposal layer on `rpn_outputs`, with the count after each stage.
 
-    Returns dict(boxes [P, 4], scores [P], anchors A, pre_nms: boxes entering NMS (after
+    With ``inside_only`` only the anchors that lie inside the image (`anchors.inside_image`, the
+    ones that could be labelled in training) are passed on; the paper passes all of them.
+    Returns dict(boxes [P, 4], scores [P], anchors: A passed on, pre_nms: boxes entering NMS (after
     clipping, dropping empty / small boxes and the pre-NMS top-N), after_nms: boxes NMS keeps,
     kept: P = min(after_nms, post_nms_top_n)). ``boxes`` and ``scores`` equal
     `generate_proposals` with the same settings (its post-NMS top-N is a prefix of the NMS
     output, so one call with no post-NMS limit gives every stage).
     """
+    if inside_only:
+        keep = inside_image(outputs["anchors"], outputs["image_size"])
+        outputs = dict(outputs, anchors=outputs["anchors"][keep], logits=outputs["logits"][keep],
+                       deltas=outputs["deltas"][keep])
     num_anchors = outputs["anchors"].shape[0]
-    every = max(num_anchors, 1)
+    if num_anchors == 0:
+        empty = outputs["anchors"][:0]
+        return dict(boxes=empty, scores=outputs["logits"][:0], anchors=0, pre_nms=0, after_nms=0,
+                    kept=0)
+    every = num_anchors
     entering, _ = _layer(outputs, pre_nms_top_n, every, 1.0, min_size)  # IoU > 1: NMS keeps all
     boxes, scores = _layer(outputs, pre_nms_top_n, every, nms_thresh, min_size)
     return dict(boxes=boxes[:post_nms_top_n], scores=scores[:post_nms_top_n], anchors=num_anchors,
@@ -142,11 +161,12 @@ def draw_proposals(ax, image, proposals, gt_boxes=None, max_draw=30, best=True, 
 
 
 def proposal_explorer(model, dataset, index=0, nms_thresh=0.7, pre_nms_top_n=6000,
-                      post_nms_top_n=300, max_draw=20, min_size=0.0, figsize=(5.5, 5.5)):
+                      post_nms_top_n=300, max_draw=20, inside_only=False, min_size=0.0,
+                      figsize=(5.5, 5.5)):
     """Interactive proposal layer on item ``index`` of ``dataset`` with ``model``'s RPN.
 
     Children: 0 image index, 1 NMS IoU threshold, 2 pre-NMS top-N, 3 post-NMS top-N, 4 how many
-    of the kept proposals to draw, then the output. The RPN runs once per image (cached); the
+    of the kept proposals to draw, 5 inside-the-image anchors only, then the output. The RPN runs once per image (cached); the
     sliders replay only the proposal layer. The function returns `proposal_stages`' counts
     (anchors, pre_nms, after_nms, kept) and `proposal_stats` of the kept proposals
     (``w.result``).
@@ -156,11 +176,12 @@ def proposal_explorer(model, dataset, index=0, nms_thresh=0.7, pre_nms_top_n=600
 
     cache = {}
 
-    def update(index, nms_thresh, pre_nms_top_n, post_nms_top_n, max_draw):
+    def update(index, nms_thresh, pre_nms_top_n, post_nms_top_n, max_draw, inside_only):
         image, target = dataset[index]
         if index not in cache:
             cache[index] = rpn_outputs(model, image)
-        stages = proposal_stages(cache[index], pre_nms_top_n, post_nms_top_n, nms_thresh, min_size)
+        stages = proposal_stages(cache[index], pre_nms_top_n, post_nms_top_n, nms_thresh, min_size,
+                                 inside_only)
         stats = proposal_stats(stages["boxes"], target["boxes"])
         fig, ax = plt.subplots(figsize=figsize)
         draw_proposals(ax, image, stages["boxes"], target["boxes"], max_draw=max_draw)
@@ -186,4 +207,5 @@ def proposal_explorer(model, dataset, index=0, nms_thresh=0.7, pre_nms_top_n=600
                                          description="post-NMS top-N", style=style),
         max_draw=widgets.IntSlider(value=max_draw, min=0, max=100, description="draw the top",
                                    style=style),
+        inside_only=widgets.Checkbox(value=inside_only, description="anchors inside the image only"),
     )
