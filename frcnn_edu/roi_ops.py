@@ -332,9 +332,11 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
 def _separable_pool(input, batch, a_y, a_x):
     """out[r, c] = a_y[r] @ input[batch[r], c] @ a_x[r]^T, as two matrix products: [R, C, ph, pw].
 
-    RoIs are taken image by image and in chunks, so that the intermediate [R_chunk*ph, W, C]
-    stays a few MB. The feature map is made channels-last so that both products are plain
-    (batched) matrix products without copies in between.
+    RoIs are taken image by image and in chunks, so that the intermediate [R_chunk, ph, W*C]
+    stays a few MB. The feature map is made channels-last so that the first product is one plain
+    matrix product; for the second, the rows are regrouped as [r, W, ph*C], so that each RoI's
+    a_x multiplies all its rows and channels at once (no copy of a_x per output row, which made
+    warping whole images with C = 3 about 6x slower).
     """
     (N, C, H, W), (R, ph, _), pw = input.shape, a_y.shape, a_x.shape[1]
     chunk = max(1, 2**21 // (ph * W * C))
@@ -342,10 +344,10 @@ def _separable_pool(input, batch, a_y, a_x):
     for n in batch.unique().tolist():                                    # one image at a time
         feature = input[n].permute(1, 2, 0).reshape(H, W * C)           # [H, W*C]
         for sel in torch.nonzero(batch == n).squeeze(1).split(chunk):
-            rows = (a_y[sel].reshape(-1, H) @ feature).view(-1, W, C)    # [r*ph, W, C]
-            cols = a_x[sel, None].expand(-1, ph, pw, W).reshape(-1, pw, W)
-            part = torch.bmm(cols, rows).view(-1, ph, pw, C)            # [r, ph, pw, C]
-            parts.append(part.permute(0, 3, 1, 2))
+            rows = a_y[sel] @ feature                                    # [r, ph, W*C]
+            rows = rows.view(-1, ph, W, C).transpose(1, 2).reshape(-1, W, ph * C)
+            part = torch.bmm(a_x[sel], rows).view(-1, pw, ph, C)        # [r, pw, ph, C]
+            parts.append(part.permute(0, 3, 2, 1))                      # [r, C, ph, pw]
             order.append(sel)
     out, order = torch.cat(parts), torch.cat(order)                      # cat makes it contiguous
     if bool((order[1:] < order[:-1]).any()):                             # back to input order

@@ -74,7 +74,7 @@ def test_check_context_box_stub():
     assert not res and "NotImplementedError" in res.message
 
 
-# ----------------------------------------------------------------------------- exercise 3
+# ---------------------------------------------------------- exercise 4 (regression targets)
 def _targets(p, g, corner=False):
     pw, ph = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
     gw, gh = g[:, 2] - g[:, 0], g[:, 3] - g[:, 1]
@@ -107,7 +107,7 @@ def test_check_regression_targets_stub():
     assert not res and "NotImplementedError" in res.message
 
 
-# ----------------------------------------------------------------------------- exercise 4
+# -------------------------------------------------------------- exercise 3 (hard negatives)
 def test_expected_hard_negatives_follow_fit_svms():
     assert L.NEG_IOU == 0.3
     idx = L.expected_hard_negatives().tolist()

@@ -179,6 +179,26 @@ def test_warp_regions_is_a_bilinear_resize():
     assert torch.allclose(crop[0], image, atol=1e-5)
 
 
+def test_rcnn_regress_boxes_uses_the_regressor_of_each_box_class():
+    model = shapes_rcnn(pretrained=False)
+    image = torch.rand(3, 64, 64)
+    boxes = torch.tensor([[10., 10., 30., 40.], [5., 20., 45., 50.]])
+    labels = torch.tensor([2, 5])
+    assert torch.allclose(model.regress_boxes(image, boxes, labels), boxes)   # zero regressors
+    with torch.no_grad():
+        model.regressor.bias[4 * 1:4 * 2] = torch.tensor([0.1, 0.0, 0.0, 0.0])   # class 2: tx = 0.1
+        model.regressor.bias[4 * 4:4 * 5] = torch.tensor([0.0, 0.0, 0.0, 0.2])   # class 5: th = 0.2
+    moved = model.regress_boxes(image, boxes, labels)
+    assert torch.allclose(moved[0], boxes[0] + torch.tensor([2., 0., 2., 0.]))  # 0.1 * width 20
+    h = 30 * math.exp(0.2)
+    assert torch.allclose(moved[1], torch.tensor([5., 35 - h / 2, 45., 35 + h / 2]).clamp(max=64))
+    # the same correction predict() applies to that box and class
+    out = model.predict([image], [boxes[:1]])[0]
+    assert torch.allclose(out["boxes"][out["labels"] == 2], moved[:1])
+    with pytest.raises(ValueError, match="labels"):
+        model.regress_boxes(image, boxes, torch.tensor([0, 1]))
+
+
 def test_rcnn_predict_format():
     model = shapes_rcnn(pretrained=False)
     images = [torch.rand(3, 64, 64)]

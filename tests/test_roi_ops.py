@@ -72,6 +72,16 @@ def test_float64_and_unsorted_images(device):
     assert_same_as_torchvision(roi_align, tv.roi_align, x, rois, 7, 0.5, -1, True)
 
 
+def test_roi_align_warps_image_crops_in_several_chunks(device):
+    """R-CNN's use (warp_regions): 3 channels, large output, enough RoIs for several chunks."""
+    image = torch.rand(1, 3, 40, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    image = image.to(device)                    # float64: the input gradient sums many products
+    rois = random_rois(1.0, R=150, seed=3, dtype=torch.float64, device=device)
+    rois[:, 0] = 0
+    rois[:, 1:] *= torch.tensor([64 / W, 40 / H, 64 / W, 40 / H], dtype=torch.float64, device=device)
+    assert_same_as_torchvision(roi_align, tv.roi_align, image, rois, (112, 96), 1.0, 1, True)
+
+
 def test_channels_last_input_and_float64_boxes(device):
     x = features(device, relu=True).to(memory_format=torch.channels_last)
     rois = random_rois(0.5, device=device)

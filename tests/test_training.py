@@ -8,7 +8,7 @@ from frcnn_edu.data import ShapesDataset
 from frcnn_edu.models import shapes_faster_rcnn, shapes_rcnn
 from frcnn_edu.training import load_checkpoint, train, train_four_step, train_joint
 from frcnn_edu.training.loop import epoch_order, lr_at
-from frcnn_edu.training.rcnn_fit import fit_rcnn, fit_regressors, fit_svms
+from frcnn_edu.training.rcnn_fit import fit_rcnn, fit_regressors, fit_svms, ridge
 
 
 def tiny_data(n=4):
@@ -167,6 +167,20 @@ def test_ridge_regressor_recovers_a_linear_map():
     w, b = fit_regressors(x, y, torch.ones(200, dtype=torch.int64), 2, lam=1e-6)
     assert torch.allclose(w.T, true, atol=1e-4) and torch.allclose(b, torch.full((4,), 0.5,
                                                                                dtype=torch.float64), atol=1e-4)
+
+
+def test_ridge_primal_and_dual_forms_agree():
+    """Fewer samples than features (pool5: 6272 values, a few hundred boxes) uses the M x M form."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(30, 80, generator=g, dtype=torch.float64)
+    y = torch.randn(30, 4, generator=g, dtype=torch.float64)
+    primal = torch.linalg.solve(x.T @ x + 7.0 * torch.eye(80, dtype=torch.float64), x.T @ y)
+    assert torch.allclose(ridge(x, y, 7.0), primal, atol=1e-10)          # dual form (30 < 80)
+    tall = torch.cat([x, x])                                               # 60 < 80: still dual
+    wide = torch.cat([x] * 3)                                              # 90 >= 80: primal form
+    for xs, ys in ((tall, torch.cat([y, y])), (wide, torch.cat([y] * 3))):
+        direct = torch.linalg.solve(xs.T @ xs + 7.0 * torch.eye(80, dtype=torch.float64), xs.T @ ys)
+        assert torch.allclose(ridge(xs, ys, 7.0), direct, atol=1e-10)
 
 
 def test_fit_rcnn_end_to_end_on_gt_jittered_proposals():

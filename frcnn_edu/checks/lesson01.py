@@ -2,12 +2,13 @@
 
     check_xywh_to_xyxy(fn)          fn(rects [N, 4] (x, y, w, h)) -> boxes [N, 4] (x1, y1, x2, y2)
     check_context_box(fn)           fn(box [4], size, context) -> the box that is really cropped
-    check_regression_targets(fn)    fn(proposals [N, 4], gt_boxes [N, 4]) -> [N, 4] (tx, ty, tw, th)
     check_hard_negatives(fn)        fn(scores [M], ious [M]) -> indices of the hard negatives
+    check_regression_targets(fn)    fn(proposals [N, 4], gt_boxes [N, 4]) -> [N, 4] (tx, ty, tw, th)
 
 Each compares with the library (``frcnn_edu.proposals.selective_search``,
-``frcnn_edu.models.warp_regions``, ``frcnn_edu.boxes.encode_boxes`` and the mining rule of
-``frcnn_edu.training.rcnn_fit.fit_svms``) and names the likely slip when the answer is wrong.
+``frcnn_edu.models.warp_regions``, the mining rule of ``frcnn_edu.training.rcnn_fit.fit_svms``
+and ``frcnn_edu.boxes.encode_boxes``, in the order of the lesson's exercises 1-4) and names the
+likely slip when the answer is wrong.
 """
 import inspect
 
@@ -28,13 +29,13 @@ __all__ = ["EX_RECTS", "EX_PROPOSALS", "EX_GT_BOXES", "EX_SCORES", "EX_IOUS", "N
 EX_RECTS = torch.tensor([[10.0, 20, 30, 40], [0, 0, 160, 160], [37, 5, 8, 90], [100, 120, 1, 1],
                          [64, 64, 50, 12]])
 
-#: Exercise 3: proposals and the ground-truth box each one is regressed to (one per row).
+#: Exercise 4: proposals and the ground-truth box each one is regressed to (one per row).
 EX_PROPOSALS = torch.tensor([[20.0, 30, 60, 70], [10, 10, 90, 40], [50, 60, 70, 140],
                              [0, 0, 32, 16], [100, 40, 150, 60]])
 EX_GT_BOXES = torch.tensor([[24.0, 28, 68, 76], [12, 6, 80, 46], [48, 70, 74, 130],
                             [4, 2, 30, 20], [96, 36, 158, 70]])
 
-#: Exercise 4: SVM scores of the negatives of one class, and their IoU with that class's boxes.
+#: Exercise 3: SVM scores of the negatives of one class, and their IoU with that class's boxes.
 EX_SCORES = torch.tensor([-2.3, -0.4, 0.7, -1.0, -0.95, -1.6, 1.8, -0.2, -1.2, 0.1, -0.99, -3.0])
 EX_IOUS = torch.tensor([0.05, 0.12, 0.0, 0.2, 0.29, 0.1, 0.45, 0.3, 0.0, 0.28, 0.31, 0.6])
 
@@ -150,7 +151,7 @@ def check_context_box(fn):
                         f"with context, on {len(_CONTEXT_CASES)} boxes (sizes 112 and 227).")
 
 
-# ----------------------------------------------------------------------------- exercise 3
+# ---------------------------------------------------------- exercise 4 (regression targets)
 def _targets_alternatives(p, g):
     """(deltas, hint) for the usual slips; p, g float64 [N, 4]."""
     pw, ph = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
@@ -209,7 +210,7 @@ def check_regression_targets(fn):
                          f"encode_boxes gives {[round(v, 4) for v in want[0].tolist()]}: {hint}.")
 
 
-# ----------------------------------------------------------------------------- exercise 4
+# -------------------------------------------------------------- exercise 3 (hard negatives)
 def expected_hard_negatives(scores=EX_SCORES, ious=EX_IOUS):
     """Indices (sorted) of the regions fit_svms adds in a mining round: IoU < 0.3, score > -1."""
     return torch.nonzero((ious < NEG_IOU) & (scores > MARGIN)).squeeze(1)

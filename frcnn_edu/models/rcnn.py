@@ -66,6 +66,22 @@ class RCNN(nn.Module):
         return (torch.cat(pool5), torch.cat(fc7)) if pool5 else empty
 
     @torch.no_grad()
+    def regress_boxes(self, image, boxes, labels):
+        """Move each box with the regressor of its class (app. C). [P, 4], labels [P] -> [P, 4].
+
+        `labels` are classes 1..K. This is the correction `predict` applies to a box it scores
+        for that class (once, as in the paper): handy to see what box regression does.
+        """
+        k = self.num_classes - 1
+        if labels.shape != boxes.shape[:1] or (len(labels) and not 1 <= labels.min() <= labels.max() <= k):
+            raise ValueError(f"labels must hold one class in 1..{k} per box ({len(boxes)} boxes), "
+                             f"got {labels.tolist() if labels.numel() < 10 else list(labels.shape)}")
+        pool5, _ = self.features(image, boxes)
+        deltas = self.regressor(pool5).view(len(boxes), k, 4)
+        deltas = deltas[torch.arange(len(boxes), device=boxes.device), labels - 1]
+        return clip_boxes(decode_boxes(boxes, deltas), image.shape[-2:])
+
+    @torch.no_grad()
     def predict(self, images, proposals):
         """Detections for each image from its proposals (selective search in the paper)."""
         self.eval()
