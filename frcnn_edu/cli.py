@@ -35,19 +35,22 @@ def cmd_train(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    config = {"method": args.method, "minutes": args.minutes, "seed": args.seed,
-              "train_images": args.train_images, "model": {"num_classes": ShapesDataset.num_classes}}
+    config = {"method": args.method, "minutes": args.minutes, "seed": args.seed, "lr": args.lr,
+              "train_images": args.train_images,
+              "model": {"num_classes": ShapesDataset.num_classes, "pooler": args.pooler}}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     data = ShapesDataset("train", num_images=args.train_images)
     device = _device(args.device)
     t0 = time.perf_counter()
     if args.method == "joint":
-        model = shapes_faster_rcnn(pretrained=True)
-        history = train_joint(model, data, minutes=args.minutes, out=out, device=device, seed=args.seed)
+        model = shapes_faster_rcnn(pretrained=True, **config["model"])
+        history = train_joint(model, data, minutes=args.minutes, out=out, device=device,
+                              seed=args.seed, lr=args.lr)
         steps = len(history)
     else:
-        model, hist = train_four_step(lambda: shapes_faster_rcnn(pretrained=True), data,
-                                      minutes=args.minutes, out=out, device=device, seed=args.seed)
+        model, hist = train_four_step(lambda: shapes_faster_rcnn(pretrained=True, **config["model"]),
+                                      data, minutes=args.minutes, out=out, device=device,
+                                      seed=args.seed, lr=args.lr)
         steps = sum(len(h) for h in hist.values())
     seconds = time.perf_counter() - t0
     torch.save(model.state_dict(), out / "model.pt")
@@ -113,6 +116,10 @@ def build_parser():
     t.add_argument("--train-images", type=int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    t.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
+    t.add_argument("--pooler", choices=["roi_pool", "roi_align"], default="roi_pool",
+                   help="RoI max pooling (Fast R-CNN, default) or RoIAlign (Mask R-CNN), "
+                        "which localises small objects better on the stride-16 features")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="mAP@0.5 of a trained model on the held-out split")
     e.add_argument("dir")

@@ -213,3 +213,23 @@ def test_cli_train_evaluate_detect(tmp_path, monkeypatch):
     Image.fromarray((ShapesDataset("test", 1, image_size=(64, 64)).get_raw(0))).save(img)
     cli.main(["detect", str(out), str(img), "--save", str(tmp_path / "det.png"), "--device", "cpu"])
     assert (tmp_path / "det.png").exists()
+
+
+def test_cli_records_and_rebuilds_the_pooler_and_lr(tmp_path, monkeypatch):
+    from frcnn_edu import cli
+    class Small(ShapesDataset):
+        def __init__(self, split, num_images=None):
+            super().__init__(split, num_images=4, image_size=(64, 64))
+    built = []
+    def fake(pretrained=True, **kw):
+        built.append(kw)
+        return tiny_model()
+    monkeypatch.setattr(cli, "ShapesDataset", Small)
+    monkeypatch.setattr(cli, "shapes_faster_rcnn", fake)
+    out = tmp_path / "run"
+    cli.main(["train", "--out", str(out), "--minutes", "0.01", "--device", "cpu",
+              "--pooler", "roi_align", "--lr", "0.02"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["lr"] == 0.02 and config["model"]["pooler"] == "roi_align"
+    cli.load_trained(out)
+    assert [kw["pooler"] for kw in built] == ["roi_align", "roi_align"]  # trained, then reloaded
