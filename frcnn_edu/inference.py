@@ -73,7 +73,8 @@ def _selective_search_timed(images, device, max_proposals, min_size):
     """Selective search (OpenCV, on the CPU) for each image: (proposals on `device`, s/image)."""
     proposals, start = [], time.perf_counter()
     for img in images:
-        proposals.append(selective_search(img.cpu(), max_proposals=max_proposals, min_size=min_size))
+        proposals.append(selective_search(img.cpu(), max_proposals=max_proposals,
+                                          min_size=min_size))
     seconds = (time.perf_counter() - start) / len(images)
     return [p.to(device) for p in proposals], seconds
 
@@ -114,9 +115,10 @@ def speed_ladder(images, device="cpu", max_proposals=2000, ss_min_size=20, faste
     _seconds_per_call(lambda p: fast([p[0]], [p[1]]), few, device)
     _seconds_per_call(lambda img: faster([img]), images[:1], device)
     stride = faster.backbone.stride
+    rcnn_s = _seconds_per_call(lambda p: rcnn.predict([p[0]], [p[1]]), pairs, device)
     return {
         "selective search": ss_seconds,
-        "R-CNN": ss_seconds + _seconds_per_call(lambda p: rcnn.predict([p[0]], [p[1]]), pairs, device),
+        "R-CNN": ss_seconds + rcnn_s,
         "Fast R-CNN": ss_seconds + _seconds_per_call(lambda p: fast([p[0]], [p[1]]), pairs, device),
         "Faster R-CNN": _seconds_per_call(lambda img: faster([img]), images, device),
         "conv layers": _seconds_per_call(

@@ -29,7 +29,8 @@ def test_library_trained_parts_match_the_paper_and_keep_the_random_state():
 def test_check_trained_parts_right_in_several_forms():
     assert L.check_trained_parts(RIGHT_PARTS)
     assert L.check_trained_parts({str(k): sorted(v) for k, v in RIGHT_PARTS.items()})
-    assert L.check_trained_parts([{"backbone", "rpn"}, ("backbone", "roi_heads"), "rpn", ["roi_heads"]])
+    as_list = [{"backbone", "rpn"}, ("backbone", "roi_heads"), "rpn", ["roi_heads"]]
+    assert L.check_trained_parts(as_list)
     assert L.check_trained_parts({k: {p.upper() for p in v} for k, v in RIGHT_PARTS.items()})
 
 

@@ -12,7 +12,8 @@ from frcnn_edu.data import CLASSES, ShapesDataset  # noqa: E402
 from frcnn_edu.widgets.detections import (count_found, detection_explorer,  # noqa: E402
                                           draw_detection_comparison)
 
-GT = {"boxes": torch.tensor([[10.0, 10, 50, 50], [80, 80, 120, 130]]), "labels": torch.tensor([1, 2])}
+GT = {"boxes": torch.tensor([[10.0, 10, 50, 50], [80, 80, 120, 130]]),
+      "labels": torch.tensor([1, 2])}
 
 
 def _pred(boxes, labels, scores):

@@ -93,7 +93,8 @@ def library_trained_parts():
             schemes.train_joint(_tiny_model(), data, steps=1, progress=False)
         finally:
             schemes.train = real_train
-    return {**{i + 1: frozenset(c) for i, c in enumerate(changed[:4])}, "joint": frozenset(changed[4])}
+    parts = {i + 1: frozenset(c) for i, c in enumerate(changed[:4])}
+    return {**parts, "joint": frozenset(changed[4])}
 
 
 _STEP_HINTS = {  # (step, part, the student included it?) -> why it is wrong
@@ -218,7 +219,8 @@ def check_time_saved(fn):
         elif close(got, 100 * want):
             hint = "give a fraction (0.4), not a percentage (40)"
         elif close(got, (t4 - tj) / tj):
-            hint = "divide the saving by the 4-step time: it is a share of what alternating training takes"
+            hint = ("divide the saving by the 4-step time: it is a share of what alternating "
+                    "training takes")
         elif close(got, -want):
             hint = "the sign is reversed: a positive share means joint training is faster"
         else:
@@ -253,7 +255,7 @@ def check_speedup_without_proposals(fn):
             hint = "subtract the selective search time from BOTH detectors"
         elif close(got, 1 / want):
             hint = "the ratio is inverted: R-CNN's time divided by Fast R-CNN's"
-        elif close(got, (rcnn - ss) / times["Faster R-CNN"]) or close(got, rcnn / times["Faster R-CNN"]):
+        elif any(close(got, t / times["Faster R-CNN"]) for t in (rcnn - ss, rcnn)):
             hint = "the question compares R-CNN with Fast R-CNN, not with Faster R-CNN"
         else:
             hint = "(R-CNN - selective search) / (Fast R-CNN - selective search)"

@@ -72,7 +72,8 @@ def draw_detection_comparison(axes, image, predictions, target=None, class_names
             title = (f"{name}: {out[name]['detections']} detections, "
                      f"{out[name]['found']} of {out[name]['objects']} objects found")
         else:
-            out[name] = {"detections": int((torch.as_tensor(pred["scores"]) >= score_threshold).sum())}
+            kept = torch.as_tensor(pred["scores"]) >= score_threshold
+            out[name] = {"detections": int(kept.sum())}
             title = f"{name}: {out[name]['detections']} detections"
         ax.set_title(title, fontsize=fontsize)
     return out
