@@ -69,8 +69,11 @@ def test_check_encode_wrong_with_hints():
     assert not res and "(x, y, w, h)" in res.message
     res = L.check_encode(lambda a, b: _encode(a, b, corner=True, log=False))  # two slips at once
     assert not res and "CENTRE" in res.message and "LOGS" in res.message
-    res = L.check_encode(lambda a, b: (*_encode(a, b)[:2], math.log10((b[2] - b[0]) / (a[2] - a[0])),
-                                       math.log10((b[3] - b[1]) / (a[3] - a[1]))))
+    def log10_sizes(a, b):
+        return (*_encode(a, b)[:2], math.log10((b[2] - b[0]) / (a[2] - a[0])),
+                math.log10((b[3] - b[1]) / (a[3] - a[1])))
+
+    res = L.check_encode(log10_sizes)
     assert not res and "log10" in res.message
     res = L.check_encode(lambda a, b: (0.0, 0.0, 0.0, 0.0))
     assert not res and "tx = (x - x_a) / w_a" in res.message and "tw = log" in res.message
@@ -95,8 +98,9 @@ def _smooth(x, beta=1.0):
 
 def test_check_smooth_l1_right():
     assert L.check_smooth_l1(_smooth)
-    assert L.check_smooth_l1(lambda x, beta: float(smooth_l1(torch.tensor(x), torch.tensor(0.0), beta)))
-    assert L.check_smooth_l1(lambda x, beta: F.smooth_l1_loss(torch.tensor(x), torch.tensor(0.0), beta=beta))
+    zero = torch.tensor(0.0)
+    assert L.check_smooth_l1(lambda x, beta: float(smooth_l1(torch.tensor(x), zero, beta)))
+    assert L.check_smooth_l1(lambda x, beta: F.smooth_l1_loss(torch.tensor(x), zero, beta=beta))
 
 
 def test_check_smooth_l1_wrong_with_hints():
@@ -137,7 +141,8 @@ def _loss(pred_objectness, pred_deltas, labels, gt_deltas, n_cls, n_reg, lam, sl
                                              labels[sampled].clamp(min=0).float(), reduction="sum")
     which = sampled if slip == "reg_over_sampled" else pos
     diff = pred_deltas[which] - gt_deltas[which]
-    per = 0.5 * diff ** 2 if slip == "l2" else torch.where(diff.abs() < 1, 0.5 * diff ** 2, diff.abs() - 0.5)
+    smooth = torch.where(diff.abs() < 1, 0.5 * diff ** 2, diff.abs() - 0.5)
+    per = 0.5 * diff ** 2 if slip == "l2" else smooth
     reg = per.sum()
     if slip == "swap":
         return cls / n_reg, lam * reg / n_cls
@@ -170,7 +175,8 @@ def test_check_rpn_loss_right():
     assert L.check_rpn_loss(_loss)
 
     def library(pred_objectness, pred_deltas, labels, gt_deltas, n_cls, n_reg, lam):
-        return rpn_loss(pred_objectness, pred_deltas, labels, gt_deltas, n_cls=n_cls, n_reg=n_reg, lam=lam)
+        return rpn_loss(pred_objectness, pred_deltas, labels, gt_deltas, n_cls=n_cls, n_reg=n_reg,
+                        lam=lam)
 
     assert L.check_rpn_loss(library)
     res = L.check_rpn_loss(lambda **kw: torch.tensor(_loss(**kw)))
@@ -269,7 +275,8 @@ def test_check_recall_wrong_with_hints():
 
 def test_check_recall_crash_on_empty_image_gets_a_note():
     def crashes(proposals, gt_boxes, t):
-        return sum(int((box_iou(p, g).max(0).values >= t).sum()) for p, g in zip(proposals, gt_boxes)) / 5
+        pairs = zip(proposals, gt_boxes)
+        return sum(int((box_iou(p, g).max(0).values >= t).sum()) for p, g in pairs) / 5
 
     res = L.check_recall(crashes)
     assert not res and "raised" in res.message and "no proposals" in res.message

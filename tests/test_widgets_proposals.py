@@ -139,7 +139,8 @@ def test_draw_proposals_rank_colours_best_boxes_and_texts(ax, dataset, outputs):
     assert np.allclose(edge[-1], cmap(1.0)) and np.allclose(edge[0], cmap(0.0))  # best on top
     assert len(ax.patches) == 2 * g  # gt boxes, then one best proposal per gt box
     assert all(p.get_linestyle() == "--" for p in ax.patches[:g])
-    assert all(np.allclose(to_rgba(p.get_edgecolor()), to_rgba(P.BEST_COLOR)) for p in ax.patches[g:])
+    best_color = to_rgba(P.BEST_COLOR)
+    assert all(np.allclose(to_rgba(p.get_edgecolor()), best_color) for p in ax.patches[g:])
     best = box_iou(stages["boxes"], target["boxes"]).max(0).values
     assert out["drawn"] == 12 and out["best_iou"] == [round(v, 4) for v in best.tolist()]
     assert [t.get_text() for t in ax.texts] == [f"{v:.2f}" for v in best.tolist()]

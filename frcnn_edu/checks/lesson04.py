@@ -134,7 +134,8 @@ def _encode_variants(anchor, box):
     x, y, w, h = _centre_size(box)
     whole = [
         (((xa - x) / wa, (ya - y) / ha, math.log(wa / w), math.log(ha / h)),
-         "the signs are flipped: the targets are (box - anchor) / anchor size and log(box / anchor)"),
+         "the signs are flipped: the targets are (box - anchor) / anchor size and "
+         "log(box / anchor)"),
         (((box[0] + box[2] / 2 - anchor[0] - anchor[2] / 2) / anchor[2],
           (box[1] + box[3] / 2 - anchor[1] - anchor[3] / 2) / anchor[3],
           math.log(box[2] / anchor[2]), math.log(box[3] / anchor[3])),
@@ -146,13 +147,14 @@ def _encode_variants(anchor, box):
          "x = (x1 + x2) / 2, divided by the anchor's width / height"),
         ((x - xa, y - ya), "divide the centre shift by the anchor's width (tx) and height (ty): "
                            "that makes the target scale-invariant"),
-        (((x - xa) / w, (y - ya) / h), "divide the shift by the ANCHOR's width / height (w_a, h_a), "
-                                       "not the box's"),
+        (((x - xa) / w, (y - ya) / h),
+         "divide the shift by the ANCHOR's width / height (w_a, h_a), not the box's"),
         (((x - xa) / ha, (y - ya) / wa), "tx divides the x shift by the anchor's width, ty the y "
                                          "shift by its height"),
     ]
     size = [
-        ((w / wa, h / ha), "tw and th are LOGS of the size ratios: tw = log(w / w_a); you gave w / w_a"),
+        ((w / wa, h / ha),
+         "tw and th are LOGS of the size ratios: tw = log(w / w_a); you gave w / w_a"),
         ((w / wa - 1, h / ha - 1), "tw = log(w / w_a), not the relative change w / w_a - 1 (they "
                                    "only agree near 0)"),
         ((math.log10(w / wa), math.log10(h / ha)), "use the natural log (math.log), not log10"),
@@ -200,8 +202,8 @@ def check_encode(fn):
 
 # ----------------------------------------------------------------------------- exercise 2
 def _library_smooth(x, beta):
-    return float(smooth_l1(torch.tensor(x, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64),
-                           beta=beta))
+    x = torch.tensor(x, dtype=torch.float64)
+    return float(smooth_l1(x, torch.zeros_like(x), beta=beta))
 
 
 def _smooth_variants(x, beta):
@@ -242,7 +244,8 @@ def check_smooth_l1(fn):
              if not _close([answers[i]], [_library_smooth(x, beta)])]
     if not wrong:
         return Result(True, f"your smooth L1 matches frcnn_edu.losses.smooth_l1 on "
-                            f"{len(_SMOOTH_CASES)} errors, for the paper's beta = 1 and torchvision's 1/9.")
+                            f"{len(_SMOOTH_CASES)} errors, for the paper's beta = 1 and "
+                            "torchvision's 1/9.")
     x, beta = _SMOOTH_CASES[wrong[0]]
     where = (f"for x = {x:g} and beta = {beta:.4g} you gave {answers[wrong[0]]:.4f}, smooth_l1 "
              f"gives {_library_smooth(x, beta):.4f}")
@@ -260,7 +263,8 @@ def check_smooth_l1(fn):
 def expected_rpn_loss(case=EX_LOSS):
     """(classification term, regression term) of eq. 1 for ``case``, from `rpn_loss`."""
     cls, reg = rpn_loss(case["pred_objectness"], case["pred_deltas"], case["labels"],
-                        case["gt_deltas"], n_cls=case["n_cls"], n_reg=case["n_reg"], lam=case["lam"])
+                        case["gt_deltas"], n_cls=case["n_cls"], n_reg=case["n_reg"],
+                        lam=case["lam"])
     return float(cls), float(reg)
 
 
@@ -357,8 +361,8 @@ def _recall_variants(proposals, gt_boxes, t):
         if len(g):
             per_image.append(float((b >= t).double().mean()))
     best_gt = torch.cat(best_gt)
-    with_props = [float((box_iou(p, g).max(0).values >= t).sum()) for p, g in zip(proposals, gt_boxes)
-                  if len(p) and len(g)]
+    with_props = [float((box_iou(p, g).max(0).values >= t).sum())
+                  for p, g in zip(proposals, gt_boxes) if len(p) and len(g)]
     n_with = sum(len(g) for p, g in zip(proposals, gt_boxes) if len(p))
     props = torch.cat(best_prop) if best_prop else torch.zeros(0)
     return (
@@ -368,7 +372,8 @@ def _recall_variants(proposals, gt_boxes, t):
          "recall counts ground-truth boxes: the share of boxes that some proposal covers (you "
          "counted the share of proposals that cover a box, which is closer to precision)"),
         (sum(per_image) / len(per_image) if per_image else math.nan,
-         "pool the boxes of all images (found boxes / all boxes); do not average per-image recalls"),
+         "pool the boxes of all images (found boxes / all boxes); do not average per-image "
+         "recalls"),
         (sum(with_props) / n_with if n_with else math.nan,
          "an image without proposals still has its boxes: they count as missed"),
     )

@@ -12,7 +12,8 @@ although anchors that cross the border were ignored in training, so their object
 trained. ``inside_only=True`` gives the proposal layer only the anchors inside the image, to
 measure what those untrained scores cost.
 
-    rpn_outputs(model, image)                       backbone + RPN head once: anchors, logits, deltas
+    rpn_outputs(model, image)                       backbone + RPN head once: anchors, logits,
+                                                    deltas
     proposal_stages(outputs, pre_nms_top_n, ...)    the proposal layer with counts after each stage
                                                     (optionally on the inside anchors only)
     proposal_stats(proposals, gt_boxes)             recall at IoU 0.5 and 0.7, average recall
@@ -25,8 +26,8 @@ Shape key:
 """
 from __future__ import annotations
 
-import torch
 import matplotlib
+import torch
 from matplotlib import patches as mpatches
 from matplotlib.collections import PatchCollection
 
@@ -166,10 +167,10 @@ def proposal_explorer(model, dataset, index=0, nms_thresh=0.7, pre_nms_top_n=600
     """Interactive proposal layer on item ``index`` of ``dataset`` with ``model``'s RPN.
 
     Children: 0 image index, 1 NMS IoU threshold, 2 pre-NMS top-N, 3 post-NMS top-N, 4 how many
-    of the kept proposals to draw, 5 inside-the-image anchors only, then the output. The RPN runs once per image (cached); the
-    sliders replay only the proposal layer. The function returns `proposal_stages`' counts
-    (anchors, pre_nms, after_nms, kept) and `proposal_stats` of the kept proposals
-    (``w.result``).
+    of the kept proposals to draw, 5 inside-the-image anchors only, then the output. The RPN
+    runs once per image (cached); the sliders replay only the proposal layer. The function
+    returns `proposal_stages`' counts (anchors, pre_nms, after_nms, kept) and `proposal_stats`
+    of the kept proposals (``w.result``).
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
@@ -207,5 +208,6 @@ def proposal_explorer(model, dataset, index=0, nms_thresh=0.7, pre_nms_top_n=600
                                          description="post-NMS top-N", style=style),
         max_draw=widgets.IntSlider(value=max_draw, min=0, max=100, description="draw the top",
                                    style=style),
-        inside_only=widgets.Checkbox(value=inside_only, description="anchors inside the image only"),
+        inside_only=widgets.Checkbox(value=inside_only,
+                                     description="anchors inside the image only"),
     )
