@@ -1,5 +1,6 @@
 """Shared fixtures: every test that takes `device` runs on the CPU and, when present, on CUDA."""
 import os
+import sys
 
 import pytest
 import torch
@@ -18,3 +19,21 @@ def device(request):
 @pytest.fixture
 def generator():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def ax():
+    """A fresh matplotlib Axes for a drawing test, closed afterwards."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    yield ax
+    plt.close(fig)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close whatever figures a test (or the widget it drives) left open."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")

@@ -15,13 +15,6 @@ from frcnn_edu.viz import (ANCHOR_LABEL_COLORS, draw_anchor_labels, draw_anchors
 BOXES = torch.tensor([[10.0, 20.0, 50.0, 40.0], [0.0, 0.0, 5.0, 5.0], [30.0, 30.0, 90.0, 70.0]])
 
 
-@pytest.fixture
-def ax():
-    fig, ax = plt.subplots()
-    yield ax
-    plt.close(fig)
-
-
 def _same_color(a, b):
     return np.allclose(to_rgba(a)[:3], to_rgba(b)[:3])  # RGB; alpha is a drawing option
 

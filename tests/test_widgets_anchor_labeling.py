@@ -21,19 +21,6 @@ from frcnn_edu.widgets.anchor_labeling import (GT_COLOR, anchor_labeling_explore
                                                label_image_anchors)
 
 
-@pytest.fixture
-def ax():
-    fig, ax = plt.subplots()
-    yield ax
-    plt.close(fig)
-
-
-@pytest.fixture(autouse=True)
-def close_all():
-    yield
-    plt.close("all")
-
-
 def _same_color(a, b):
     return np.allclose(to_rgba(a)[:3], to_rgba(b)[:3])
 

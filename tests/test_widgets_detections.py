@@ -25,12 +25,6 @@ def _pred(boxes, labels, scores):
 PRED = _pred([[11, 11, 50, 50], [80, 80, 120, 128], [0, 100, 30, 150]], [1, 1, 3], [0.9, 0.8, 0.3])
 
 
-@pytest.fixture(autouse=True)
-def close_all():
-    yield
-    plt.close("all")
-
-
 def test_count_found_needs_the_class_and_the_threshold():
     assert count_found(PRED, GT, 0.5) == {"detections": 2, "found": 1, "objects": 2}
     assert count_found(PRED, GT, 0.2) == {"detections": 3, "found": 1, "objects": 2}

@@ -18,19 +18,6 @@ from frcnn_edu.widgets.iou_nms import (IOU_COLORS, SUPPRESSED_COLOR,  # noqa: E4
                                        noisy_detections)
 
 
-@pytest.fixture
-def ax():
-    fig, ax = plt.subplots()
-    yield ax
-    plt.close(fig)
-
-
-@pytest.fixture(autouse=True)
-def close_all():
-    yield
-    plt.close("all")
-
-
 def _same_color(a, b):
     return np.allclose(to_rgba(a)[:3], to_rgba(b)[:3])
 

@@ -20,19 +20,6 @@ from frcnn_edu.proposals import generate_proposals  # noqa: E402
 from frcnn_edu.widgets import proposals as P  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def close_all():
-    yield
-    plt.close("all")
-
-
-@pytest.fixture
-def ax():
-    fig, ax = plt.subplots()
-    yield ax
-    plt.close(fig)
-
-
 @pytest.fixture(scope="module")
 def dataset():
     return ShapesDataset("test", num_images=3)

@@ -29,12 +29,6 @@ def axes():
     plt.close(fig)
 
 
-@pytest.fixture(autouse=True)
-def close_all():
-    yield
-    plt.close("all")
-
-
 def _same_color(a, b):
     return np.allclose(to_rgba(a)[:3], to_rgba(b)[:3])
 
