@@ -3,7 +3,6 @@ drawing functions put on the axes, the IoU table, and the explorer's counts as i
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
