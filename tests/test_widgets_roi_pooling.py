@@ -14,12 +14,7 @@ from frcnn_edu.widgets import roi_pooling  # noqa: E402
 from frcnn_edu.widgets.roi_pooling import (BIN_COLORS, ROI_COLORS, draw_roi_pooling,  # noqa: E402
                                            roi_pool_bins, roi_pooling_explorer)
 
-FEATURE = torch.tensor([[2, 2, 2, 6, 5, 0, 3, 4],
-                        [8, 8, 1, 5, 7, 5, 7, 0],
-                        [6, 6, 7, 0, 1, 8, 5, 0],
-                        [3, 4, 5, 7, 0, 9, 5, 2],
-                        [4, 6, 6, 3, 4, 5, 7, 3],
-                        [4, 6, 2, 5, 5, 9, 8, 2]], dtype=torch.float32)
+from frcnn_edu.checks.lesson02 import FEATURE  # noqa: E402  (lesson 02's hand-sized map)
 
 
 @pytest.fixture
