@@ -1,6 +1,7 @@
 """Command line: `python -m frcnn_edu {train, evaluate, detect, pretrain}`.
 
     python -m frcnn_edu train --method joint --out runs/joint --minutes 5
+    python -m frcnn_edu train --method joint --out runs/paper --paper   # the paper's settings
     python -m frcnn_edu evaluate runs/joint
     python -m frcnn_edu detect runs/joint image.png --save detections.png
     python -m frcnn_edu pretrain --out frcnn_edu/assets/tiny_vgg_shapes.pt
@@ -8,6 +9,10 @@
 A training folder holds config.json (how to rebuild the model), the checkpoints of each stage
 (a second `train` with the same --out resumes), model.pt (the final weights) and metrics.json
 (mAP@0.5 on the held-out split, AP per class, training and inference images/s).
+
+The defaults are the fast recipe measured in benchmarks/RESULTS.md: TinyVGG at stride 8 (dilated
+conv5), RoIAlign and Adam. `--paper` gives the paper's stride 16, RoI max pooling and SGD
+(lr 0.01); each setting can also be chosen alone.
 """
 import argparse
 import json
@@ -35,9 +40,14 @@ def cmd_train(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
+    if args.paper:
+        args.stride, args.pooler, args.optimizer = 16, "roi_pool", "sgd"
+    if args.lr is None:
+        args.lr = 0.01 if args.optimizer == "sgd" else 0.001
     config = {"method": args.method, "minutes": args.minutes, "seed": args.seed, "lr": args.lr,
-              "train_images": args.train_images,
-              "model": {"num_classes": ShapesDataset.num_classes, "pooler": args.pooler}}
+              "optimizer": args.optimizer, "train_images": args.train_images,
+              "model": {"num_classes": ShapesDataset.num_classes, "pooler": args.pooler,
+                        "stride": args.stride}}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     data = ShapesDataset("train", num_images=args.train_images)
     device = _device(args.device)
@@ -45,18 +55,19 @@ def cmd_train(args):
     if args.method == "joint":
         model = shapes_faster_rcnn(pretrained=True, **config["model"])
         history = train_joint(model, data, minutes=args.minutes, out=out, device=device,
-                              seed=args.seed, lr=args.lr)
+                              seed=args.seed, lr=args.lr, optimizer=args.optimizer)
         steps = len(history)
     else:
         model, hist = train_four_step(lambda: shapes_faster_rcnn(pretrained=True, **config["model"]),
                                       data, minutes=args.minutes, out=out, device=device,
-                                      seed=args.seed, lr=args.lr)
+                                      seed=args.seed, lr=args.lr, optimizer=args.optimizer)
         steps = sum(len(h) for h in hist.values())
     seconds = time.perf_counter() - t0
     torch.save(model.state_dict(), out / "model.pt")
     metrics = evaluate(model, ShapesDataset("test"), device=device)
     metrics.update(method=args.method, train_seconds=round(seconds, 1), train_steps=steps,
-                   train_images_per_second=round(2 * steps / seconds, 2), device=device)
+                   train_images_per_second=round(2 * steps / seconds, 2), device=device,
+                   threads=torch.get_num_threads(), settings=config)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
 
@@ -116,10 +127,17 @@ def build_parser():
     t.add_argument("--train-images", type=int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    t.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
-    t.add_argument("--pooler", choices=["roi_pool", "roi_align"], default="roi_pool",
-                   help="RoI max pooling (Fast R-CNN, default) or RoIAlign (Mask R-CNN), "
-                        "which localises small objects better on the stride-16 features")
+    t.add_argument("--paper", action="store_true",
+                   help="the paper's settings: --stride 16 --pooler roi_pool --optimizer sgd")
+    t.add_argument("--stride", type=int, choices=[8, 16], default=8,
+                   help="16: VGG's conv5 (the paper); 8: conv5 dilated (default, finds small shapes)")
+    t.add_argument("--pooler", choices=["roi_pool", "roi_align"], default="roi_align",
+                   help="RoI max pooling (Fast R-CNN) or RoIAlign (Mask R-CNN, default), "
+                        "which localises small objects better")
+    t.add_argument("--optimizer", choices=["sgd", "adam"], default="adam",
+                   help="SGD with momentum 0.9 (the papers) or Adam (default, fewer steps)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 0.001 for Adam, 0.01 for SGD)")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="mAP@0.5 of a trained model on the held-out split")
     e.add_argument("dir")

@@ -221,3 +221,32 @@ def test_compare_rpn_head_with_torchvision_shapes():
     o, d = concat_box_prediction_layers(o, d)
     assert torch.allclose(logits.reshape(-1, 1), o, atol=1e-6)
     assert torch.allclose(deltas.reshape(-1, 4), d, atol=1e-6)
+
+
+def test_tinyvgg_stride_8_dilates_conv5_and_keeps_the_weights():
+    from frcnn_edu.models import TinyVGG
+    s16, s8 = TinyVGG(), TinyVGG(stride=8)
+    s8.load_state_dict(s16.state_dict())                        # the same parameters fit both
+    x = torch.rand(1, 3, 96, 128)
+    assert s16(x).shape == (1, 128, 6, 8) and s8(x).shape == (1, 128, 12, 16)
+    convs = [m for m in s8 if isinstance(m, torch.nn.Conv2d)]
+    assert [c.dilation for c in convs[-2:]] == [(2, 2)] * 2 and convs[-3].dilation == (1, 1)
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in s8) == 3
+    with pytest.raises(ValueError, match="stride"):
+        TinyVGG(stride=4)
+
+
+def test_stride_8_faster_rcnn_trains_and_detects_in_image_pixels():
+    model = small_model(stride=8).train()
+    assert model.backbone.stride == 8 and model.rpn.stride == 8
+    images, targets = toy_batch()
+    losses = model(images, targets)
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert model.backbone[-2].weight.grad.abs().sum() > 0        # conv5 learns
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    for o, img in zip(out, images):
+        h, w = img.shape[-2:]
+        assert (o["boxes"][:, 2] <= w).all() and (o["boxes"][:, 3] <= h).all()

@@ -215,21 +215,41 @@ def test_cli_train_evaluate_detect(tmp_path, monkeypatch):
     assert (tmp_path / "det.png").exists()
 
 
-def test_cli_records_and_rebuilds_the_pooler_and_lr(tmp_path, monkeypatch):
+@pytest.mark.parametrize("flags, want", [
+    ([], dict(stride=8, pooler="roi_align", optimizer="adam", lr=0.001)),          # fast recipe
+    (["--paper"], dict(stride=16, pooler="roi_pool", optimizer="sgd", lr=0.01)),   # the paper's
+    (["--stride", "16", "--lr", "0.02"], dict(stride=16, pooler="roi_align", optimizer="adam", lr=0.02)),
+])
+def test_cli_records_and_rebuilds_its_settings(tmp_path, monkeypatch, flags, want):
     from frcnn_edu import cli
     class Small(ShapesDataset):
         def __init__(self, split, num_images=None):
             super().__init__(split, num_images=4, image_size=(64, 64))
-    built = []
+    built, used = [], []
     def fake(pretrained=True, **kw):
         built.append(kw)
         return tiny_model()
+    def fake_joint(model, data, **kw):
+        used.append(kw)
+        return train_joint(model, data, **kw)
     monkeypatch.setattr(cli, "ShapesDataset", Small)
     monkeypatch.setattr(cli, "shapes_faster_rcnn", fake)
+    monkeypatch.setattr(cli, "train_joint", fake_joint)
     out = tmp_path / "run"
-    cli.main(["train", "--out", str(out), "--minutes", "0.01", "--device", "cpu",
-              "--pooler", "roi_align", "--lr", "0.02"])
+    cli.main(["train", "--out", str(out), "--minutes", "0.01", "--device", "cpu", *flags])
     config = json.loads((out / "config.json").read_text())
-    assert config["lr"] == 0.02 and config["model"]["pooler"] == "roi_align"
+    assert config["lr"] == want["lr"] and config["optimizer"] == want["optimizer"]
+    assert used[0]["lr"] == want["lr"] and used[0]["optimizer"] == want["optimizer"]
+    assert config["model"]["pooler"] == want["pooler"] and config["model"]["stride"] == want["stride"]
     cli.load_trained(out)
-    assert [kw["pooler"] for kw in built] == ["roi_align", "roi_align"]  # trained, then reloaded
+    assert [(kw["pooler"], kw["stride"]) for kw in built] == [(want["pooler"], want["stride"])] * 2
+
+
+def test_adam_option_trains_and_a_bad_optimizer_is_named():
+    data = tiny_data(2)
+    model = tiny_model()
+    before = model.roi_heads.cls_score.weight.detach().clone()
+    history = train(model, data, steps=2, optimizer="adam", lr=1e-3, progress=False)
+    assert len(history) == 2 and not torch.equal(before, model.roi_heads.cls_score.weight)
+    with pytest.raises(ValueError, match="optimizer"):
+        train(tiny_model(), data, steps=1, optimizer="rmsprop", progress=False)

@@ -1,6 +1,6 @@
 """The three detectors and their parts.
 
-    backbones    TinyVGG (ours, stride 16), VGG-16 and ResNet from torchvision
+    backbones    TinyVGG (ours, stride 16, or 8 with a dilated conv5), VGG-16 and ResNet from torchvision
     rcnn         R-CNN: warped crops, CNN features, per-class SVMs and box regressors
     fast_rcnn    RoIHead (RoI pooling + fc6/fc7 + two siblings) and FastRCNN
     rpn          RPNHead and RegionProposalNetwork
@@ -17,17 +17,26 @@ from .rpn import RegionProposalNetwork, RPNHead
 # Objects in the shapes data are 12..96 px (sqrt of area) on 160 x 160 images; the paper's
 # 128/256/512 anchors suit ~600 x 1000 images, so we scale the three sizes down (still 2x apart).
 SHAPES_ANCHOR_SIZES = (20, 40, 80)
+# On the stride-8 map anchor centres are 8 px apart, so a smaller first size pays off: a 12 px
+# object overlaps a 16 px anchor with IoU 0.56 (0.36 for 20 px). Measured in benchmarks/RESULTS.md.
+SHAPES_ANCHOR_SIZES_STRIDE8 = (16, 32, 64)
 
 
-def shapes_faster_rcnn(pretrained=True, num_classes=6, **kwargs):
-    """Faster R-CNN with the pre-trained TinyVGG and its fc6/fc7, anchors sized for the shapes."""
-    kwargs.setdefault("anchor_sizes", SHAPES_ANCHOR_SIZES)
-    return FasterRCNN(tiny_vgg(pretrained), num_classes, fc=tiny_fc_head(pretrained), **kwargs)
+def shapes_faster_rcnn(pretrained=True, num_classes=6, stride=16, **kwargs):
+    """Faster R-CNN with the pre-trained TinyVGG and its fc6/fc7, anchors sized for the shapes.
+
+    stride=16 is the paper's network; stride=8 dilates conv5 instead (see `TinyVGG`), the
+    command line's default, which finds the smallest shapes far better for ~25% more time.
+    """
+    kwargs.setdefault("anchor_sizes", SHAPES_ANCHOR_SIZES if stride == 16 else SHAPES_ANCHOR_SIZES_STRIDE8)
+    return FasterRCNN(tiny_vgg(pretrained, stride=stride), num_classes,
+                      fc=tiny_fc_head(pretrained), **kwargs)
 
 
-def shapes_fast_rcnn(pretrained=True, num_classes=6, **kwargs):
+def shapes_fast_rcnn(pretrained=True, num_classes=6, stride=16, **kwargs):
     """Fast R-CNN (external proposals) with the pre-trained TinyVGG and its fc6/fc7."""
-    return FastRCNN(tiny_vgg(pretrained), num_classes, fc=tiny_fc_head(pretrained), **kwargs)
+    return FastRCNN(tiny_vgg(pretrained, stride=stride), num_classes,
+                    fc=tiny_fc_head(pretrained), **kwargs)
 
 
 def shapes_rcnn(pretrained=True, num_classes=6, **kwargs):
@@ -38,4 +47,4 @@ def shapes_rcnn(pretrained=True, num_classes=6, **kwargs):
 __all__ = ["TinyVGG", "FCHead", "tiny_vgg", "tiny_fc_head", "vgg16_backbone", "resnet_backbone",
            "RCNN", "warp_regions", "RoIHead", "FastRCNN", "RPNHead", "RegionProposalNetwork",
            "FasterRCNN", "shapes_faster_rcnn", "shapes_fast_rcnn", "shapes_rcnn",
-           "SHAPES_ANCHOR_SIZES"]
+           "SHAPES_ANCHOR_SIZES", "SHAPES_ANCHOR_SIZES_STRIDE8"]

@@ -9,7 +9,7 @@ norm) whose "ImageNet pre-training" is a classification task on crops of the sha
 
 Every backbone has two attributes the detectors read:
     out_channels  C, channels of the feature map
-    stride        input pixels per feature-map cell (16 here, as in the papers)
+    stride        input pixels per feature-map cell (16 here, as in the papers; TinyVGG also 8)
 
 Shape key:
     N  images in the batch        C  feature channels
@@ -28,10 +28,13 @@ IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 
 
-def _conv_block(cin, cout, convs, pool):
+def _conv_block(cin, cout, convs, pool, batch_norm=False):
     layers = []
     for i in range(convs):
-        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(nn.ReLU(inplace=True))
     if pool:
         layers.append(nn.MaxPool2d(2, 2))
     return layers
@@ -41,24 +44,66 @@ class TinyVGG(nn.Sequential):
     """VGG-style conv layers, stride 16: four blocks that end in a 2x2 max pool, then "conv5".
 
     As in VGG-16, the pool after conv5 is removed: the RoI pooling layer takes its place.
-    [N, 3, H, W] -> [N, C, H//16, W//16]
+    [N, 3, H, W] -> [N, C, H//16, W//16]   (stride=8: [N, C, H//8, W//8])
+
+    `stride=8` is the "hole algorithm" (DeepLab; Long et al.'s "shift-and-stitch"): pool4 becomes
+    the identity and conv5's 3x3 kernels are dilated by 2, so they still span the same part of
+    the image as at stride 16 and the same weights fit, on a feature map twice as fine. It is our
+    cheaper stand-in for the paper's rescaling of images to a 600-pixel shorter side: objects of
+    12 px are under one stride-16 cell. The state dict is the same for both strides.
+    `batch_norm=True` puts BN after every conv (pre-training only; see `fold_batch_norm`).
     """
 
-    def __init__(self, channels=(16, 32, 64, 128, 128), convs=(1, 1, 2, 2, 2)):
+    def __init__(self, channels=(16, 32, 64, 128, 128), convs=(1, 1, 2, 2, 2), batch_norm=False,
+                 stride=16):
         if len(channels) != 5 or len(convs) != 5:
             raise ValueError("channels and convs need 5 entries (conv1..conv5), "
                              f"got {len(channels)} and {len(convs)}")
+        if stride not in (8, 16):
+            raise ValueError(f"stride must be 16 (VGG's conv5) or 8 (dilated conv5), got {stride}")
         layers, cin = [], 3
         for i, (cout, n) in enumerate(zip(channels, convs)):
-            layers += _conv_block(cin, cout, n, pool=i < 4)
+            block = _conv_block(cin, cout, n, pool=i < 4, batch_norm=batch_norm)
+            if stride == 8 and i == 3:
+                block[-1] = nn.Identity()                   # pool4 off: keeps the layer indices
+            if stride == 8 and i == 4:
+                for conv in block[::3 if batch_norm else 2]:
+                    conv.dilation, conv.padding = (2, 2), (2, 2)
+            layers += block
             cin = cout
         super().__init__(*layers)
+        self.channels, self.convs = tuple(channels), tuple(convs)
         self.out_channels = channels[-1]
-        self.stride = 16
+        self.stride = stride
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+
+
+def fold_batch_norm(net):
+    """A copy of a `TinyVGG(batch_norm=True)` as a plain TinyVGG: each BN folded into its conv.
+
+    In eval mode BN is an affine map per channel, y = gamma (x - mean) / sqrt(var + eps) + beta,
+    so conv-then-BN is one conv with weight W * s and bias (b - mean) * s + beta, s = gamma /
+    sqrt(var + eps). Pre-training converges faster with BN; the detector keeps VGG's plain convs.
+    """
+    layers, out = list(net.children()), []
+    for layer in layers:
+        if isinstance(layer, nn.BatchNorm2d):
+            conv = out[-1]
+            s = layer.weight / torch.sqrt(layer.running_var + layer.eps)
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=conv.padding,
+                               dilation=conv.dilation)
+            with torch.no_grad():
+                folded.weight.copy_(conv.weight * s[:, None, None, None])
+                folded.bias.copy_((conv.bias - layer.running_mean) * s + layer.bias)
+            out[-1] = folded
+        else:
+            out.append(layer)
+    plain = TinyVGG(net.channels, net.convs, stride=net.stride)
+    plain.load_state_dict(nn.Sequential(*out).state_dict())
+    return plain
 
 
 class FCHead(nn.Sequential):
@@ -78,9 +123,9 @@ class FCHead(nn.Sequential):
         self.pool_size = pool_size
 
 
-def tiny_vgg(pretrained=False, path=None):
+def tiny_vgg(pretrained=False, path=None, stride=16):
     """The TinyVGG conv layers; `pretrained=True` loads our shape-crop "ImageNet" weights."""
-    backbone = TinyVGG()
+    backbone = TinyVGG(stride=stride)
     if pretrained:
         backbone.load_state_dict(_load_pretrained(path)["features"])
     return backbone
