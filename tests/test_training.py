@@ -253,3 +253,12 @@ def test_adam_option_trains_and_a_bad_optimizer_is_named():
     assert len(history) == 2 and not torch.equal(before, model.roi_heads.cls_score.weight)
     with pytest.raises(ValueError, match="optimizer"):
         train(tiny_model(), data, steps=1, optimizer="rmsprop", progress=False)
+
+
+def test_minutes_budget_is_replanned_from_the_steady_step_time():
+    from frcnn_edu.training.loop import _replan
+    total, mark = _replan(1.0, 10, 10.0, None)        # slow start: 1 s per step over 10 steps
+    assert (total, mark) == (60, (10, 10.0))
+    total, mark = _replan(1.0, 100, 28.0, mark)       # then 0.2 s per step: 32 s left = 160 steps
+    assert (total, mark) == (260, (10, 10.0))
+    assert _replan(1.0, 100, 70.0, mark)[0] == 100    # over budget already: stop now

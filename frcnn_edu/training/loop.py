@@ -98,6 +98,22 @@ def _plan(steps, epochs, minutes, steps_per_epoch):
     return steps if steps is not None else epochs * steps_per_epoch
 
 
+def _replan(minutes, step, elapsed, mark):
+    """Total steps that fit in `minutes`, from the time per step measured so far.
+
+    Planned twice: after the first `calibration_steps` (so the bar shows a total) and after ten
+    times as many, timed from the first plan on, since the very first steps are slower (thread
+    pools and memory warm up) and would make a 5-minute run stop after 3. The plan is fixed
+    before the first checkpoint, so a resumed run keeps its total and its learning-rate drop.
+    """
+    if mark is None:
+        per_step = elapsed / step
+    else:
+        per_step = (elapsed - mark[1]) / max(1, step - mark[0])
+    total = max(step, step + int((minutes * 60 - elapsed) / per_step))
+    return total, mark or (step, elapsed)
+
+
 def _to(device, images, targets):
     return ([img.to(device) for img in images],
             [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets])
@@ -125,6 +141,7 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
     total = state["total_steps"] or _plan(steps, epochs, minutes, per_epoch)
     bar = tqdm(total=total, initial=state["step"], desc=desc, disable=not progress, leave=False)
     started = time.perf_counter() - state["elapsed"]
+    mark = None  # (step, elapsed) at the first calibration
     while total is None or state["step"] < total:
         for images, targets in _batches(dataset, batch_size, seed, state["epoch"], flip):
             if total is not None and state["step"] >= total:
@@ -135,9 +152,9 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
             state["history"].append({"step": state["step"], "epoch": state["epoch"], "lr": rate,
                                      "time": time.perf_counter() - started,
                                      "loss": sum(record.values()), **record})
-            if total is None and state["step"] == calibration_steps:
-                per_step = (time.perf_counter() - started) / calibration_steps
-                total = max(calibration_steps, int(minutes * 60 / per_step))
+            if minutes is not None and state["step"] in (calibration_steps, 10 * calibration_steps) \
+                    and state["total_steps"] is None:
+                total, mark = _replan(minutes, state["step"], time.perf_counter() - started, mark)
                 bar.reset(total=total)
                 bar.update(state["step"])
             bar.update(1)
