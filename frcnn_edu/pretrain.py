@@ -18,7 +18,7 @@ conv, so the shipped weights are a plain TinyVGG, as VGG-16 has no BN. No box re
 proposals and no RPN are trained here: those are the detector's job.
 
 The weights ship in `frcnn_edu/assets/` (float16, ~1 MB); the command that made them and its
-accuracy are in the .json file next to them and in data/README.md.
+accuracy are in the .json file next to them and in data/README.md (the backbone card).
 
 Shape key:
     M  images    R  regions of a batch    H, W  image size (160)    K  foreground classes
