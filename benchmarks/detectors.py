@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from frcnn_edu.cli import RECIPES
 from frcnn_edu.data import ShapesDataset
 from frcnn_edu.inference import evaluate
 from frcnn_edu.models import shapes_fast_rcnn, shapes_faster_rcnn, shapes_rcnn
@@ -48,8 +49,8 @@ def main():
     p.add_argument("--cache", default="build/cache", help="folder for selective-search boxes")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args()
-    net = (dict(stride=16, pooler="roi_pool") if args.paper else dict(stride=8, pooler="roi_align"))
-    opt = dict(optimizer="sgd", lr=0.01) if args.paper else dict(optimizer="adam", lr=0.001)
+    recipe = RECIPES["paper" if args.paper else "fast"]
+    net, opt = recipe["model"], {"optimizer": recipe["optimizer"], "lr": recipe["lr"]}
     train, test = ShapesDataset("train"), ShapesDataset("test")
     cache = Path(args.cache)
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "

@@ -36,14 +36,23 @@ def _device(name):
     return name
 
 
+# The two settings `train` offers (model kwargs + optimizer); benchmarks/detectors.py uses them too.
+RECIPES = {
+    "fast": {"model": {"stride": 8, "pooler": "roi_align"}, "optimizer": "adam", "lr": 0.001},
+    "paper": {"model": {"stride": 16, "pooler": "roi_pool"}, "optimizer": "sgd", "lr": 0.01},
+}
+
+
 def cmd_train(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     if args.paper:
-        args.stride, args.pooler, args.optimizer = 16, "roi_pool", "sgd"
+        paper = RECIPES["paper"]
+        args.stride, args.pooler = paper["model"]["stride"], paper["model"]["pooler"]
+        args.optimizer = paper["optimizer"]
     if args.lr is None:
-        args.lr = 0.01 if args.optimizer == "sgd" else 0.001
+        args.lr = next(r["lr"] for r in RECIPES.values() if r["optimizer"] == args.optimizer)
     config = {"method": args.method, "minutes": args.minutes, "seed": args.seed, "lr": args.lr,
               "optimizer": args.optimizer, "train_images": args.train_images,
               "model": {"num_classes": ShapesDataset.num_classes, "pooler": args.pooler,
@@ -129,12 +138,13 @@ def build_parser():
     t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     t.add_argument("--paper", action="store_true",
                    help="the paper's settings: --stride 16 --pooler roi_pool --optimizer sgd")
-    t.add_argument("--stride", type=int, choices=[8, 16], default=8,
+    fast = RECIPES["fast"]
+    t.add_argument("--stride", type=int, choices=[8, 16], default=fast["model"]["stride"],
                    help="16: VGG's conv5 (the paper); 8: conv5 dilated (default, finds small shapes)")
-    t.add_argument("--pooler", choices=["roi_pool", "roi_align"], default="roi_align",
+    t.add_argument("--pooler", choices=["roi_pool", "roi_align"], default=fast["model"]["pooler"],
                    help="RoI max pooling (Fast R-CNN) or RoIAlign (Mask R-CNN, default), "
                         "which localises small objects better")
-    t.add_argument("--optimizer", choices=["sgd", "adam"], default="adam",
+    t.add_argument("--optimizer", choices=["sgd", "adam"], default=fast["optimizer"],
                    help="SGD with momentum 0.9 (the papers) or Adam (default, fewer steps)")
     t.add_argument("--lr", type=float, default=None,
                    help="learning rate (default 0.001 for Adam, 0.01 for SGD)")
@@ -151,7 +161,7 @@ def build_parser():
     d.add_argument("--threshold", type=float, default=0.5)
     d.add_argument("--device", default="auto")
     d.set_defaults(func=cmd_detect)
-    r = sub.add_parser("pretrain", help="pre-train TinyVGG on shape crops (our 'ImageNet')")
+    r = sub.add_parser("pretrain", help="pre-train TinyVGG to classify shapes (our 'ImageNet')")
     r.add_argument("--out", required=True)
     r.add_argument("--seed", type=int, default=2014)
     r.set_defaults(func=cmd_pretrain)

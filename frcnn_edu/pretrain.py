@@ -17,7 +17,7 @@ conv, which makes it converge in a few epochs; `fold_batch_norm` then merges eac
 conv, so the shipped weights are a plain TinyVGG, as VGG-16 has no BN. No box regression, no
 proposals and no RPN are trained here: those are the detector's job.
 
-The weights ship in `frcnn_edu/assets/` (float16, ~1 MB); the command that made them and its
+The weights ship in `frcnn_edu/assets/` (float16, 4.5 MB); the command that made them and its
 accuracy are in the .json file next to them and in data/README.md (the backbone card).
 
 Shape key:
@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .boxes import box_iou
 from .data import ShapesDataset
+from .data.transforms import RandomHorizontalFlip
 from .models.backbones import PRETRAINED_TINY, FCHead, TinyVGG, fold_batch_norm
 from .models.batching import batch_images
 from .roi_ops import roi_align
@@ -99,20 +100,18 @@ class RegionClassifier(nn.Module):
         return self.classifier(self.fc(pooled))
 
 
-def _training_batch(images, regions, labels, idx, g):
+def _training_batch(images, regions, labels, idx, g, stride=16):
     """Images (randomly flipped) with their regions plus a jittered copy of each object."""
+    flip = RandomHorizontalFlip(0.5, generator=g)
     batch, rois, y = [], [], []
     for i in idx:
-        image, boxes, lab = images[i].float() / 255, regions[i], labels[i]
-        if torch.rand(1, generator=g) < 0.5:                    # horizontal flip
-            width = image.shape[-1]
-            image = image.flip(-1)
-            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
+        image, target = flip(images[i].float() / 255, {"boxes": regions[i], "labels": labels[i]})
+        boxes, lab = target["boxes"], target["labels"]
         fg = lab > 0
         batch.append(image)
         rois.append(torch.cat([boxes, jitter_boxes(boxes[fg], g)]))
         y.append(torch.cat([lab, lab[fg]]))
-    return batch_images(batch, 16)[0], rois, torch.cat(y)
+    return batch_images(batch, stride)[0], rois, torch.cat(y)
 
 
 @torch.no_grad()
@@ -121,7 +120,7 @@ def region_accuracy(model, images, regions, labels, batch=50):
     model.eval()
     correct = 0
     for s in range(0, len(images), batch):
-        x = batch_images([im.float() / 255 for im in images[s:s + batch]], 16)[0]
+        x = batch_images([im.float() / 255 for im in images[s:s + batch]], model.features.stride)[0]
         pred = model(x, regions[s:s + batch]).argmax(1)
         correct += int((pred == torch.cat(labels[s:s + batch])).sum())
     return correct / sum(len(lab) for lab in labels)
@@ -148,7 +147,8 @@ def pretrain(out=PRETRAINED_TINY, train_images=3000, val_images=300, epochs=8, b
         order = torch.randperm(train_images, generator=g).tolist()
         for s in range(per_epoch):
             x, rois, y = _training_batch(images, regions, labels,
-                                         order[s * batch_size:(s + 1) * batch_size], g)
+                                         order[s * batch_size:(s + 1) * batch_size], g,
+                                         model.features.stride)
             loss = nn.functional.cross_entropy(model(x, rois), y)
             opt.zero_grad()
             loss.backward()
@@ -172,7 +172,7 @@ def pretrain(out=PRETRAINED_TINY, train_images=3000, val_images=300, epochs=8, b
 def _save(model, out, metrics):
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    half = lambda sd: {k: v.half() for k, v in sd.items()}  # noqa: E731  (1 MB instead of 2)
+    half = lambda sd: {k: v.half() for k, v in sd.items()}  # noqa: E731  (4.5 MB instead of 9)
     torch.save({"features": half(model.features.state_dict()), "fc": half(model.fc.state_dict()),
                 "metrics": metrics}, out)
     out.with_suffix(".json").write_text(json.dumps(metrics, indent=2) + "\n")
