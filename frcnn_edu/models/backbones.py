@@ -124,7 +124,7 @@ class FCHead(nn.Sequential):
 
 
 def tiny_vgg(pretrained=False, path=None, stride=16):
-    """The TinyVGG conv layers; `pretrained=True` loads our shape-crop "ImageNet" weights."""
+    """The TinyVGG conv layers; `pretrained=True` loads our pre-trained "ImageNet" weights."""
     backbone = TinyVGG(stride=stride)
     if pretrained:
         backbone.load_state_dict(_load_pretrained(path)["features"])
