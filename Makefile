@@ -13,7 +13,7 @@ help:
 	@echo "make book   - execute all lessons and render them to HTML in build/book/"
 	@echo "make student- write exercise copies (solutions removed) to build/student/"
 	@echo "make bench  - run the CPU benchmarks in benchmarks/"
-	@echo "make test-slow - the long reproductions (pre-training the shipped backbone, ~9 min)"
+	@echo "make test-slow - the long reproductions (pre-training both shipped backbones, ~25 min)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@if [ ! -x $(BIN)/python ]; then \

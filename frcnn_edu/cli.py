@@ -5,6 +5,7 @@
     python -m frcnn_edu evaluate runs/joint
     python -m frcnn_edu detect runs/joint image.png --save detections.png
     python -m frcnn_edu pretrain --out frcnn_edu/assets/tiny_vgg_shapes.pt
+    python -m frcnn_edu pretrain --stride 8 --out frcnn_edu/assets/tiny_vgg_shapes_s8.pt
 
 A training folder holds config.json (how to rebuild the model), the checkpoints of each stage
 (a second `train` with the same --out resumes), model.pt (the final weights) and metrics.json
@@ -38,7 +39,7 @@ def _device(name):
 
 # The two settings `train` offers (model kwargs + optimizer); benchmarks/detectors.py uses them too.
 RECIPES = {
-    "fast": {"model": {"stride": 8, "pooler": "roi_align"}, "optimizer": "adam", "lr": 0.001},
+    "fast": {"model": {"stride": 8, "pooler": "roi_align"}, "optimizer": "adam", "lr": 0.0005},
     "paper": {"model": {"stride": 16, "pooler": "roi_pool"}, "optimizer": "sgd", "lr": 0.01},
 }
 
@@ -122,7 +123,7 @@ def cmd_detect(args):
 
 def cmd_pretrain(args):
     from .pretrain import pretrain
-    _, metrics = pretrain(out=args.out, seed=args.seed)
+    _, metrics = pretrain(out=args.out, seed=args.seed, stride=args.stride, epochs=args.epochs)
     print(json.dumps(metrics, indent=2))
 
 
@@ -147,7 +148,7 @@ def build_parser():
     t.add_argument("--optimizer", choices=["sgd", "adam"], default=fast["optimizer"],
                    help="SGD with momentum 0.9 (the papers) or Adam (default, fewer steps)")
     t.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default 0.001 for Adam, 0.01 for SGD)")
+                   help="learning rate (default 0.0005 for Adam, 0.01 for SGD)")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="mAP@0.5 of a trained model on the held-out split")
     e.add_argument("dir")
@@ -164,6 +165,10 @@ def build_parser():
     r = sub.add_parser("pretrain", help="pre-train TinyVGG to classify shapes (our 'ImageNet')")
     r.add_argument("--out", required=True)
     r.add_argument("--seed", type=int, default=2014)
+    r.add_argument("--stride", type=int, choices=[8, 16], default=16,
+                   help="16: the paper's network (tiny_vgg_shapes.pt); 8: dilated conv5 "
+                        "(tiny_vgg_shapes_s8.pt, the train command's default)")
+    r.add_argument("--epochs", type=int, default=8, help="passes over the 3,000 images")
     r.set_defaults(func=cmd_pretrain)
     return p
 

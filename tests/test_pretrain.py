@@ -1,7 +1,8 @@
 """The shipped "ImageNet" stand-in: TinyVGG pre-trained to classify shapes (frcnn_edu.pretrain).
 
-The full command takes about 9 minutes on 2 cores, too long for `make test`; it runs when
-FRCNN_EDU_SLOW=1 (`make test-slow`) and must reproduce the shipped validation accuracy.
+The full command takes 8 (stride 16) to 15 (stride 8) minutes on 2 cores, too long for
+`make test`; it runs when FRCNN_EDU_SLOW=1 (`make test-slow`) and must reproduce the shipped
+validation accuracy of each stride's weights.
 The quick tests check the regions, one training step, BN folding, the saved file's format and
 that the shipped weights load.
 """
@@ -13,11 +14,12 @@ import torch
 
 from frcnn_edu.boxes import box_iou
 from frcnn_edu.models import tiny_fc_head, tiny_vgg
-from frcnn_edu.models.backbones import PRETRAINED_TINY, fold_batch_norm
+from frcnn_edu.models.backbones import PRETRAINED_TINY_BY_STRIDE, _load_pretrained, fold_batch_norm
 from frcnn_edu.pretrain import (RegionClassifier, _save, _training_batch, jitter_boxes,
                                 make_regions, pretrain, region_accuracy)
 
-SHIPPED = json.loads(PRETRAINED_TINY.with_suffix(".json").read_text())
+SHIPPED = {stride: json.loads(path.with_suffix(".json").read_text())
+           for stride, path in PRETRAINED_TINY_BY_STRIDE.items()}
 
 
 def test_regions_are_the_objects_and_background_boxes():
@@ -69,10 +71,7 @@ def test_one_pretraining_step_lowers_the_loss_on_its_batch():
 @pytest.mark.parametrize("stride", [16, 8])
 def test_fold_batch_norm_gives_the_same_outputs_in_a_plain_tinyvgg(stride):
     torch.manual_seed(0)
-    model = RegionClassifier(6).features
-    if stride == 8:
-        from frcnn_edu.models import TinyVGG
-        model = TinyVGG(batch_norm=True, stride=8)
+    model = RegionClassifier(6, stride=stride).features
     for m in model.modules():                                    # non-trivial BN statistics
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-1, 1)
@@ -98,18 +97,36 @@ def test_saved_weights_load_into_the_detector_parts(tmp_path):
     assert fc(torch.zeros(1, 128, 7, 7)).shape == (1, 256)
 
 
-def test_shipped_weights_and_their_record():
-    assert SHIPPED["seed"] == 2014 and SHIPPED["val_accuracy"] >= 0.9
-    assert tiny_vgg(pretrained=True)(torch.zeros(1, 3, 160, 160)).shape == (1, 128, 10, 10)
-    assert tiny_vgg(pretrained=True, stride=8)(torch.zeros(1, 3, 160, 160)).shape == (1, 128, 20, 20)
+@pytest.mark.parametrize("stride", [16, 8])
+def test_shipped_weights_and_their_record(stride):
+    record = SHIPPED[stride]
+    assert record["seed"] == 2014 and record["stride"] == stride and record["val_accuracy"] >= 0.9
+    assert PRETRAINED_TINY_BY_STRIDE[stride].name in record["command"]
+    out = tiny_vgg(pretrained=True, stride=stride)(torch.zeros(1, 3, 160, 160))
+    assert out.shape == (1, 128, 160 // stride, 160 // stride)
+
+
+def test_each_stride_loads_its_own_weights_backbone_and_fc_alike():
+    w16, w8 = _load_pretrained(stride=16), _load_pretrained(stride=8)
+    assert not torch.equal(w16["features"]["0.weight"], w8["features"]["0.weight"])
+    assert torch.equal(tiny_vgg(True, stride=8).state_dict()["0.weight"], w8["features"]["0.weight"])
+    fc8 = tiny_fc_head(True, stride=8).state_dict()
+    assert all(torch.equal(fc8[k], w8["fc"][k]) for k in fc8)
+
+
+def test_missing_weights_say_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pretrain --stride 8 --out"):
+        tiny_vgg(True, tmp_path / "none.pt", stride=8)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("FRCNN_EDU_SLOW") != "1",
-                    reason="about 9 minutes on 2 cores: run with FRCNN_EDU_SLOW=1 (make test-slow)")
-def test_pretrain_command_reproduces_the_shipped_accuracy(tmp_path):
-    _, metrics = pretrain(out=tmp_path / "w.pt", seed=SHIPPED["seed"], epochs=SHIPPED["epochs"],
-                          progress=False)
-    assert metrics["train_regions"] == SHIPPED["train_regions"]
-    assert metrics["val_regions"] == SHIPPED["val_regions"]
-    assert abs(metrics["val_accuracy"] - SHIPPED["val_accuracy"]) <= 0.03
+                    reason="8-15 minutes on 2 cores: run with FRCNN_EDU_SLOW=1 (make test-slow)")
+@pytest.mark.parametrize("stride", [16, 8])
+def test_pretrain_command_reproduces_the_shipped_accuracy(tmp_path, stride):
+    record = SHIPPED[stride]
+    _, metrics = pretrain(out=tmp_path / "w.pt", seed=record["seed"], epochs=record["epochs"],
+                          stride=stride, progress=False)
+    assert metrics["train_regions"] == record["train_regions"]
+    assert metrics["val_regions"] == record["val_regions"]
+    assert abs(metrics["val_accuracy"] - record["val_accuracy"]) <= 0.03

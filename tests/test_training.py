@@ -216,7 +216,7 @@ def test_cli_train_evaluate_detect(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("flags, want", [
-    ([], dict(stride=8, pooler="roi_align", optimizer="adam", lr=0.001)),          # fast recipe
+    ([], dict(stride=8, pooler="roi_align", optimizer="adam", lr=0.0005)),          # fast recipe
     (["--paper"], dict(stride=16, pooler="roi_pool", optimizer="sgd", lr=0.01)),   # the paper's
     (["--stride", "16", "--lr", "0.02"], dict(stride=16, pooler="roi_align", optimizer="adam", lr=0.02)),
 ])
@@ -262,3 +262,19 @@ def test_minutes_budget_is_replanned_from_the_steady_step_time():
     total, mark = _replan(1.0, 100, 28.0, mark)       # then 0.2 s per step: 32 s left = 160 steps
     assert (total, mark) == (260, (10, 10.0))
     assert _replan(1.0, 100, 70.0, mark)[0] == 100    # over budget already: stop now
+
+
+def test_minutes_budget_is_replanned_each_epoch_when_steps_speed_up():
+    import time as _time
+    calls = []
+
+    def slow_then_fast(model, images, targets):       # 0.2 s per step for 15 steps, then 0.02 s
+        calls.append(1)
+        _time.sleep(0.2 if len(calls) <= 15 else 0.02)
+        return {"loss_dummy": next(model.parameters()).sum() * 0.0 + 1.0}
+
+    hist = train(tiny_model(), tiny_data(20), minutes=0.1, calibration_steps=2, lr_drops=(0.9,),
+                 forward=slow_then_fast, progress=False)  # 10 steps per epoch, a 6 s budget
+    # The plan made at step 20 (mean pace since step 2) would stop after about 3.5 s; replanned
+    # at each epoch end from that epoch's pace, the run fills its 6 s.
+    assert 4.9 <= hist[-1]["time"] <= 9.0

@@ -30,13 +30,13 @@ def shapes_faster_rcnn(pretrained=True, num_classes=6, stride=16, **kwargs):
     """
     kwargs.setdefault("anchor_sizes", SHAPES_ANCHOR_SIZES if stride == 16 else SHAPES_ANCHOR_SIZES_STRIDE8)
     return FasterRCNN(tiny_vgg(pretrained, stride=stride), num_classes,
-                      fc=tiny_fc_head(pretrained), **kwargs)
+                      fc=tiny_fc_head(pretrained, stride=stride), **kwargs)
 
 
 def shapes_fast_rcnn(pretrained=True, num_classes=6, stride=16, **kwargs):
     """Fast R-CNN (external proposals) with the pre-trained TinyVGG and its fc6/fc7."""
     return FastRCNN(tiny_vgg(pretrained, stride=stride), num_classes,
-                    fc=tiny_fc_head(pretrained), **kwargs)
+                    fc=tiny_fc_head(pretrained, stride=stride), **kwargs)
 
 
 def shapes_rcnn(pretrained=True, num_classes=6, **kwargs):

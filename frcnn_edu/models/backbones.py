@@ -22,6 +22,9 @@ from torch import nn
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PRETRAINED_TINY = ASSETS / "tiny_vgg_shapes.pt"
+# One file per stride, as torchvision ships weights per architecture: the same state dict, but
+# conv5 pre-trained on the map it will see (dilated over an unpooled conv4 for stride 8).
+PRETRAINED_TINY_BY_STRIDE = {16: PRETRAINED_TINY, 8: ASSETS / "tiny_vgg_shapes_s8.pt"}
 
 # Images are normalised with ImageNet statistics everywhere, so torchvision weights fit too.
 IMAGE_MEAN = (0.485, 0.456, 0.406)
@@ -124,27 +127,31 @@ class FCHead(nn.Sequential):
 
 
 def tiny_vgg(pretrained=False, path=None, stride=16):
-    """The TinyVGG conv layers; `pretrained=True` loads our pre-trained "ImageNet" weights."""
+    """The TinyVGG conv layers; `pretrained=True` loads our pre-trained "ImageNet" weights.
+
+    Without `path`, the weights pre-trained at this `stride` (`PRETRAINED_TINY_BY_STRIDE`).
+    """
     backbone = TinyVGG(stride=stride)
     if pretrained:
-        backbone.load_state_dict(_load_pretrained(path)["features"])
+        backbone.load_state_dict(_load_pretrained(path, stride)["features"])
     return backbone
 
 
-def tiny_fc_head(pretrained=False, path=None, representation_size=256):
-    """fc6/fc7 for TinyVGG features (7x7 pooled); `pretrained=True` loads them from pre-training."""
+def tiny_fc_head(pretrained=False, path=None, representation_size=256, stride=16):
+    """fc6/fc7 for TinyVGG features (7x7 pooled); `pretrained=True` loads them from pre-training
+    (the file of `path`, or of the backbone's `stride`: fc6 was trained on those conv5 maps)."""
     head = FCHead(TinyVGG().out_channels, 7, representation_size)
     if pretrained:
-        head.load_state_dict(_load_pretrained(path)["fc"])
+        head.load_state_dict(_load_pretrained(path, stride)["fc"])
     return head
 
 
-def _load_pretrained(path=None):
-    path = Path(path) if path is not None else PRETRAINED_TINY
+def _load_pretrained(path=None, stride=16):
+    path = Path(path) if path is not None else PRETRAINED_TINY_BY_STRIDE[stride]
     if not path.exists():
         raise FileNotFoundError(
             f"pre-trained TinyVGG weights not found at {path}; create them with "
-            "`python -m frcnn_edu pretrain --out <file>` or pass pretrained=False")
+            f"`python -m frcnn_edu pretrain --stride {stride} --out <file>` or pass pretrained=False")
     state = torch.load(path, map_location="cpu", weights_only=True)
     # Stored in half precision to keep the repository small; the model trains in float32.
     return {part: {k: v.float() for k, v in state[part].items()} for part in ("features", "fc")}
