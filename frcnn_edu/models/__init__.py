@@ -27,6 +27,7 @@ def shapes_faster_rcnn(pretrained=True, num_classes=6, stride=16, **kwargs):
 
     stride=16 is the paper's network; stride=8 dilates conv5 instead (see `TinyVGG`), the
     command line's default, which finds the smallest shapes far better for ~25% more time.
+    Each stride loads the weights pre-trained at that stride (`PRETRAINED_TINY_BY_STRIDE`).
     """
     kwargs.setdefault("anchor_sizes", SHAPES_ANCHOR_SIZES if stride == 16 else SHAPES_ANCHOR_SIZES_STRIDE8)
     return FasterRCNN(tiny_vgg(pretrained, stride=stride), num_classes,

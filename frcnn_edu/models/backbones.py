@@ -53,7 +53,8 @@ class TinyVGG(nn.Sequential):
     the identity and conv5's 3x3 kernels are dilated by 2, so they still span the same part of
     the image as at stride 16 and the same weights fit, on a feature map twice as fine. It is our
     cheaper stand-in for the paper's rescaling of images to a 600-pixel shorter side: objects of
-    12 px are under one stride-16 cell. The state dict is the same for both strides.
+    12 px are under one stride-16 cell. The state dict is the same for both strides (though conv5
+    does better with weights pre-trained on the finer map: `PRETRAINED_TINY_BY_STRIDE`).
     `batch_norm=True` puts BN after every conv (pre-training only; see `fold_batch_norm`).
     """
 
