@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from .boxes import box_iou
 from .data import ShapesDataset
 from .data.transforms import RandomHorizontalFlip
-from .models.backbones import PRETRAINED_TINY_BY_STRIDE, FCHead, TinyVGG, fold_batch_norm
+from .models.backbones import FCHead, TinyVGG, fold_batch_norm
 from .models.batching import batch_images
 from .roi_ops import roi_align
 
@@ -132,15 +132,14 @@ def region_accuracy(model, images, regions, labels, batch=50):
     return correct / sum(len(lab) for lab in labels)
 
 
-def pretrain(out="default", train_images=3000, val_images=300, epochs=8, batch_size=16,
+def pretrain(out, train_images=3000, val_images=300, epochs=8, batch_size=16,
              lr=0.1, seed=PRETRAIN_SEED, stride=16, progress=True):
     """Train the region classifier; save features + fc (BN folded, float16) to `out`.
 
     `stride` 16 pre-trains the paper's network, 8 the dilated one (conv5 then learns on the
-    finer map the stride-8 detector gives it). `out="default"` writes the shipped file of that
-    stride, None writes nothing. Returns (the model with BN folded into its convs, metrics).
+    finer map the stride-8 detector gives it; the shipped files are `PRETRAINED_TINY_BY_STRIDE`).
+    `out=None` saves nothing. Returns (the model with BN folded into its convs, metrics).
     """
-    out = PRETRAINED_TINY_BY_STRIDE[stride] if out == "default" else out
     torch.manual_seed(seed)
     start = time.perf_counter()
     images, regions, labels = make_regions(train_images, seed)

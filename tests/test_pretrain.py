@@ -1,8 +1,8 @@
 """The shipped "ImageNet" stand-in: TinyVGG pre-trained to classify shapes (frcnn_edu.pretrain).
 
-The full command takes 8 (stride 16) to 15 (stride 8) minutes on 2 cores, too long for
-`make test`; it runs when FRCNN_EDU_SLOW=1 (`make test-slow`) and must reproduce the shipped
-validation accuracy of each stride's weights.
+The full command takes about 8 minutes on 2 cores at stride 16 (stride 8 took 14 on one core),
+too long for `make test`; it runs when FRCNN_EDU_SLOW=1 (`make test-slow`) and must reproduce
+the shipped validation accuracy of each stride's weights.
 The quick tests check the regions, one training step, BN folding, the saved file's format and
 that the shipped weights load.
 """
@@ -121,7 +121,7 @@ def test_missing_weights_say_how_to_make_them(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("FRCNN_EDU_SLOW") != "1",
-                    reason="8-15 minutes on 2 cores: run with FRCNN_EDU_SLOW=1 (make test-slow)")
+                    reason="8-15 minutes each: run with FRCNN_EDU_SLOW=1 (make test-slow)")
 @pytest.mark.parametrize("stride", [16, 8])
 def test_pretrain_command_reproduces_the_shipped_accuracy(tmp_path, stride):
     record = SHIPPED[stride]

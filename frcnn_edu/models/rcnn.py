@@ -5,8 +5,9 @@ of context and warped (stretched, ignoring aspect ratio) to the CNN's fixed inpu
 (fine-tuned AlexNet) gives a 4096-d fc7 feature; one linear SVM per class scores it; greedy NMS
 per class removes duplicates; a class-specific ridge regression on pool5 features refines each
 box (appendix C). Our version: crops warped to 112 x 112 (so TinyVGG's conv5 is 7 x 7, the size
-its pre-training pooled each region to, and its fc6/fc7 apply unchanged), features from the pre-trained network (we skip
-the paper's fine-tuning step), SVMs trained with hard-negative mining.
+its pre-training pooled each region to, and its fc6/fc7 apply unchanged), features from the
+pre-trained network (we skip the paper's fine-tuning step), SVMs trained with hard-negative
+mining.
 
 The cost that Fast R-CNN removes is visible here: one CNN pass per proposal, not per image.
 

@@ -104,8 +104,8 @@ def _replan(minutes, step, elapsed, mark):
     `train` plans after the first `calibration_steps` (so the bar shows a total), after ten
     times as many, timed from the first plan on (the very first steps are slower: thread pools
     and memory warm up), and again at the end of each epoch from that epoch's pace, until the
-    first learning-rate drop: steps keep getting faster as the RPN's proposals sharpen (a plan
-    made at step 100 ended a 5-minute run after 3.8 minutes). The plan is saved with each
+    first learning-rate drop: steps get faster as training goes on (a plan fixed at step 100
+    ended a 5-minute run after 3.8 minutes). The plan is saved with each
     checkpoint, so a resumed run goes on with it. mark: (step, elapsed) or None (from step 0).
     """
     if mark is None:

@@ -27,8 +27,9 @@ from .loop import check_dataset, train
 # Share of the budget each of the four steps gets. The shared conv layers learn in step 2 only
 # (step 1's copy is thrown away, steps 3 and 4 freeze them), so on a budget of minutes step 2
 # gets most of it: an RPN proposes well long before a detector classifies well, and steps 3
-# and 4 only fine-tune the layers on top. Measured on 5-minute runs (benchmarks/RESULTS.md):
-# (0.3, 0.4, 0.1, 0.2) 0.725 mAP, these 0.78; (0.12, 0.73, 0.05, 0.1) no better.
+# and 4 only fine-tune the layers on top. With the same weights and recipe (benchmarks/
+# RESULTS.md), (0.3, 0.4, 0.1, 0.2) gave 0.725 mAP in 5 minutes, these about 0.78, and
+# (0.12, 0.73, 0.05, 0.1) no more.
 FOUR_STEP_SHARES = (0.2, 0.6, 0.05, 0.15)
 
 
