@@ -68,7 +68,8 @@ def main():
                          **evaluate(rcnn, test, proposals=test_props))
 
     torch.manual_seed(0)
-    fast = shapes_fast_rcnn(pretrained=True, **net)
+    # Fast R-CNN takes the selective-search boxes of the images as they are: no resizing.
+    fast = shapes_fast_rcnn(pretrained=True, **{k: v for k, v in net.items() if k != "image_scale"})
     hist, secs = _timed(lambda: train_fast_rcnn(fast, train, train_props, minutes=args.minutes,
                                                 progress=False, **opt))
     rows["Fast R-CNN"] = dict(train_images=len(train), train_seconds=secs, steps=len(hist),

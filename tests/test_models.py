@@ -250,3 +250,51 @@ def test_stride_8_faster_rcnn_trains_and_detects_in_image_pixels():
     for o, img in zip(out, images):
         h, w = img.shape[-2:]
         assert (o["boxes"][:, 2] <= w).all() and (o["boxes"][:, 3] <= h).all()
+
+
+def test_image_scale_resizes_the_shorter_side_and_returns_the_factors():
+    model = small_model(stride=8, image_scale=240)
+    assert model.rpn.base_anchors.shape[0] == 9
+    widths = (model.rpn.base_anchors[:, 2] - model.rpn.base_anchors[:, 0])[1::3]  # ratio 1
+    assert torch.allclose(widths, torch.tensor([24., 48., 96.]))  # (16, 32, 64) x 240 / 160
+    images, _ = toy_batch()                                          # 96 x 128 and 120 x 80
+    resized, factors = model.resize(images)
+    assert [tuple(r.shape[-2:]) for r in resized] == [(240, 320), (360, 240)]
+    assert torch.allclose(factors[0], torch.tensor([2.5] * 4))
+    assert torch.allclose(factors[1], torch.tensor([3.0] * 4))
+    assert model.resize(images[:1])[0][0].shape == resized[0].shape
+    unscaled = small_model(stride=8)
+    same, ones = unscaled.resize(images)
+    assert same[0] is images[0] and ones == [1.0, 1.0]
+
+
+def test_image_scale_equals_resizing_by_hand_in_training_and_in_eval():
+    """The resize layer changes where the pixels go, not the model: the same weights on images
+    resized by hand (targets scaled too) give the same losses, proposals and detections."""
+    images, targets = toy_batch()
+    scaled = small_model(stride=8, image_scale=240)
+    plain = small_model(stride=8, anchor_sizes=(24, 48, 96))
+    plain.load_state_dict(scaled.state_dict())
+    big, factors = scaled.resize(images)
+    big_targets = [dict(t, boxes=t["boxes"] * f) for t, f in zip(targets, factors)]
+    torch.manual_seed(1)
+    a = scaled.train()(images, targets)
+    torch.manual_seed(1)
+    b = plain.train()(big, big_targets)
+    for name in LOSS_NAMES:
+        torch.testing.assert_close(a[name], b[name])
+    props, _ = scaled.propose(images)
+    big_props, _ = plain.propose(big)
+    for p, q, f in zip(props, big_props, factors):
+        torch.testing.assert_close(p, q / f)
+    with torch.no_grad():
+        da, db = scaled.eval()(images), plain.eval()(big)
+    for x, y, f in zip(da, db, factors):
+        torch.testing.assert_close(x["boxes"], y["boxes"] / f)
+        assert torch.equal(x["labels"], y["labels"])
+
+
+@pytest.mark.parametrize("bad", [0, -240, 240.0, "240"])
+def test_bad_image_scale_names_the_argument(bad):
+    with pytest.raises(ValueError, match="image_scale is the shorter side in pixels"):
+        small_model(stride=8, image_scale=bad)

@@ -22,16 +22,20 @@ SHAPES_ANCHOR_SIZES = (20, 40, 80)
 SHAPES_ANCHOR_SIZES_STRIDE8 = (16, 32, 64)
 
 
-def shapes_faster_rcnn(pretrained=True, num_classes=6, stride=16, **kwargs):
+def shapes_faster_rcnn(pretrained=True, num_classes=6, stride=16, image_scale=None, **kwargs):
     """Faster R-CNN with the pre-trained TinyVGG and its fc6/fc7, anchors sized for the shapes.
 
     stride=16 is the paper's network; stride=8 dilates conv5 instead (see `TinyVGG`), the
     command line's default, which finds the smallest shapes far better for ~25% more time.
     Each stride loads the weights pre-trained at that stride (`PRETRAINED_TINY_BY_STRIDE`).
+    The anchors are sized for the 160-pixel images; with `image_scale` (the shorter side the
+    images are resized to, e.g. 240) they grow by the same factor.
     """
-    kwargs.setdefault("anchor_sizes", SHAPES_ANCHOR_SIZES if stride == 16 else SHAPES_ANCHOR_SIZES_STRIDE8)
+    sizes = SHAPES_ANCHOR_SIZES if stride == 16 else SHAPES_ANCHOR_SIZES_STRIDE8
+    factor = 1.0 if image_scale is None else image_scale / 160
+    kwargs.setdefault("anchor_sizes", tuple(round(a * factor) for a in sizes))
     return FasterRCNN(tiny_vgg(pretrained, stride=stride), num_classes,
-                      fc=tiny_fc_head(pretrained, stride=stride), **kwargs)
+                      fc=tiny_fc_head(pretrained, stride=stride), image_scale=image_scale, **kwargs)
 
 
 def shapes_fast_rcnn(pretrained=True, num_classes=6, stride=16, **kwargs):

@@ -11,6 +11,7 @@ Shape key:
     P_i  proposals of image i           D_i  detections of image i
 """
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .batching import batch_images, check_targets
@@ -25,7 +26,9 @@ class FasterRCNN(nn.Module):
     loss_classifier, loss_box_reg). Eval: `model(images)` -> list of dict(boxes [D, 4],
     labels [D], scores [D]). `stages` selects what trains (used by 4-step training):
     "rpn" returns only the RPN losses, "detector" only the head's (proposals come from the
-    model's own RPN or, if given, from `proposals=`).
+    model's own RPN or, if given, from `proposals=`). `image_scale` resizes every image so its
+    shorter side has that many pixels (the paper's s); boxes in and out stay in the caller's
+    pixels, anchors are in resized pixels.
     """
 
     def __init__(self, backbone, num_classes, anchor_sizes=(128, 256, 512),
@@ -34,11 +37,14 @@ class FasterRCNN(nn.Module):
                  rpn_post_nms_top_n=(2000, 300), rpn_nms_thresh=0.7, rois_per_image=64,
                  fg_fraction=0.25, bg_iou=(0.0, 0.5), pooler="roi_pool", fc=None,
                  representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.3,
-                 detections_per_image=100):
+                 detections_per_image=100, image_scale=None):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes counts background and must be >= 2, got {num_classes}")
-        self.backbone, self.num_classes = backbone, num_classes
+        if image_scale is not None and not (isinstance(image_scale, int) and image_scale > 0):
+            raise ValueError(f"image_scale is the shorter side in pixels (the paper's s = 600), "
+                             f"a positive int or None (no resizing), got {image_scale!r}")
+        self.backbone, self.num_classes, self.image_scale = backbone, num_classes, image_scale
         self.rpn = RegionProposalNetwork(
             backbone.out_channels, backbone.stride, anchor_sizes, anchor_ratios,
             batch_size_per_image=rpn_batch_size, pre_nms_top_n=rpn_pre_nms_top_n,
@@ -55,9 +61,14 @@ class FasterRCNN(nn.Module):
     def forward(self, images, targets=None, stages="both", proposals=None):
         if stages not in ("both", "rpn", "detector"):
             raise ValueError(f'stages must be "both", "rpn" or "detector", got {stages!r}')
-        x, sizes = batch_images(images, self.backbone.stride)
         if self.training:
             check_targets(targets, self.num_classes, len(images))
+        images, factors = self.resize(images)
+        if self.training:
+            targets = [dict(t, boxes=t["boxes"] * f) for t, f in zip(targets, factors)]
+        if proposals is not None:
+            proposals = [p * f for p, f in zip(proposals, factors)]
+        x, sizes = batch_images(images, self.backbone.stride)
         features = self.backbone(x)
         rpn_targets = targets if self.training and stages != "detector" else None
         if proposals is None:
@@ -65,7 +76,8 @@ class FasterRCNN(nn.Module):
         else:
             rpn_losses = {}
         if not self.training:
-            return self.roi_heads(features, proposals, sizes)
+            detections = self.roi_heads(features, proposals, sizes)
+            return [dict(d, boxes=d["boxes"] / f) for d, f in zip(detections, factors)]
         if stages == "rpn":
             return rpn_losses
         proposals = [torch.cat([p.detach(), t["boxes"]]) for p, t in zip(proposals, targets)]
@@ -79,6 +91,7 @@ class FasterRCNN(nn.Module):
         Test-time top-N (300) by default; `train_settings=True` gives the training top-N (2000),
         which 4-step training uses to feed a separate detector.
         """
+        images, factors = self.resize(images)
         x, sizes = batch_images(images, self.backbone.stride)
         was_training = self.rpn.training
         self.rpn.train(train_settings)
@@ -86,4 +99,24 @@ class FasterRCNN(nn.Module):
             proposals, scores, _ = self.rpn(self.backbone(x), sizes)
         finally:
             self.rpn.train(was_training)
-        return proposals, scores
+        return [p / f for p, f in zip(proposals, factors)], scores
+
+    def resize(self, images):
+        """Images rescaled so that their shorter side is `image_scale` pixels (the paper's single
+        scale s = 600, Fast R-CNN sec. 5.2), and per image the factors [4] (x, y, x, y) that map
+        boxes into the resized image. Small objects gain feature-map cells: at stride 8 a 12-pixel
+        shape covers 1.5 cells, upsampled 1.5x it covers 2.25. None: images unchanged, factors 1.
+        """
+        if self.image_scale is None:
+            return list(images), [1.0] * len(images)
+        resized, factors = [], []
+        for img in images:
+            h, w = img.shape[-2:]
+            if min(h, w) < 1:  # batch_images reports the empty image
+                resized.append(img)
+                factors.append(img.new_ones(4))
+                continue
+            size = (round(h * self.image_scale / min(h, w)), round(w * self.image_scale / min(h, w)))
+            resized.append(F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0])
+            factors.append(img.new_tensor([size[1] / w, size[0] / h] * 2))
+        return resized, factors
