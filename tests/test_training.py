@@ -216,9 +216,12 @@ def test_cli_train_evaluate_detect(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("flags, want", [
-    ([], dict(stride=8, pooler="roi_align", optimizer="adam", lr=0.0005)),          # fast recipe
-    (["--paper"], dict(stride=16, pooler="roi_pool", optimizer="sgd", lr=0.01)),   # the paper's
-    (["--stride", "16", "--lr", "0.02"], dict(stride=16, pooler="roi_align", optimizer="adam", lr=0.02)),
+    ([], dict(stride=8, pooler="roi_align", optimizer="adam", lr=0.0005, image_scale=240)),  # fast
+    (["--paper"], dict(stride=16, pooler="roi_pool", optimizer="sgd", lr=0.01, image_scale=None)),
+    (["--stride", "16", "--lr", "0.02", "--image-scale", "none"],
+     dict(stride=16, pooler="roi_align", optimizer="adam", lr=0.02, image_scale=None)),
+    (["--image-scale", "320"], dict(stride=8, pooler="roi_align", optimizer="adam", lr=0.0005,
+                                    image_scale=320)),
 ])
 def test_cli_records_and_rebuilds_its_settings(tmp_path, monkeypatch, flags, want):
     from frcnn_edu import cli
@@ -243,6 +246,7 @@ def test_cli_records_and_rebuilds_its_settings(tmp_path, monkeypatch, flags, wan
     assert config["model"]["pooler"] == want["pooler"] and config["model"]["stride"] == want["stride"]
     cli.load_trained(out)
     assert [(kw["pooler"], kw["stride"]) for kw in built] == [(want["pooler"], want["stride"])] * 2
+    assert [kw["image_scale"] for kw in built] == [want["image_scale"]] * 2
 
 
 def test_adam_option_trains_and_a_bad_optimizer_is_named():

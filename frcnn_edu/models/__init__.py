@@ -32,7 +32,7 @@ def shapes_faster_rcnn(pretrained=True, num_classes=6, stride=16, image_scale=No
     images are resized to, e.g. 240) they grow by the same factor.
     """
     sizes = SHAPES_ANCHOR_SIZES if stride == 16 else SHAPES_ANCHOR_SIZES_STRIDE8
-    factor = 1.0 if image_scale is None else image_scale / 160
+    factor = image_scale / 160 if isinstance(image_scale, int) else 1.0  # FasterRCNN checks it
     kwargs.setdefault("anchor_sizes", tuple(round(a * factor) for a in sizes))
     return FasterRCNN(tiny_vgg(pretrained, stride=stride), num_classes,
                       fc=tiny_fc_head(pretrained, stride=stride), image_scale=image_scale, **kwargs)

@@ -16,8 +16,8 @@ from ..data.targets import check_target
 from .backbones import IMAGE_MEAN, IMAGE_STD
 
 
-def batch_images(images, stride=16, mean=IMAGE_MEAN, std=IMAGE_STD):
-    """list of [3, H_i, W_i] floats in [0, 1] -> ([N, 3, Hp, Wp], list of (H_i, W_i))."""
+def check_images(images):
+    """Raise a clear error unless `images` is a non-empty list of float [3, H, W] tensors."""
     if isinstance(images, torch.Tensor) and images.dim() == 3:
         raise TypeError("images must be a list of [3, H, W] tensors (or a [N, 3, H, W] batch); "
                         "wrap a single image as [image]")
@@ -27,6 +27,11 @@ def batch_images(images, stride=16, mean=IMAGE_MEAN, std=IMAGE_STD):
         if img.dim() != 3 or img.shape[0] != 3 or not img.is_floating_point():
             raise ValueError(f"images[{i}] must be a float [3, H, W] tensor in [0, 1], got "
                              f"{img.dtype} {list(img.shape)}")
+
+
+def batch_images(images, stride=16, mean=IMAGE_MEAN, std=IMAGE_STD):
+    """list of [3, H_i, W_i] floats in [0, 1] -> ([N, 3, Hp, Wp], list of (H_i, W_i))."""
+    check_images(images)
     sizes = [tuple(img.shape[-2:]) for img in images]
     hp = -(-max(h for h, _ in sizes) // stride) * stride
     wp = -(-max(w for _, w in sizes) // stride) * stride

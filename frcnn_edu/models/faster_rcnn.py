@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batching import batch_images, check_targets
+from .batching import batch_images, check_images, check_targets
 from .fast_rcnn import RoIHead
 from .rpn import RegionProposalNetwork
 
@@ -107,6 +107,7 @@ class FasterRCNN(nn.Module):
         boxes into the resized image. Small objects gain feature-map cells: at stride 8 a 12-pixel
         shape covers 1.5 cells, upsampled 1.5x it covers 2.25. None: images unchanged, factors 1.
         """
+        check_images(images)
         if self.image_scale is None:
             return list(images), [1.0] * len(images)
         resized, factors = [], []
