@@ -40,8 +40,10 @@ def _device(name):
 
 # The two settings `train` offers (model kwargs + optimizer); benchmarks/detectors.py uses them too.
 RECIPES = {
-    "fast": {"model": {"stride": 8, "pooler": "roi_align", "image_scale": 240}, "optimizer": "adam", "lr": 0.0005},
-    "paper": {"model": {"stride": 16, "pooler": "roi_pool", "image_scale": None}, "optimizer": "sgd", "lr": 0.01},
+    "fast": {"model": {"stride": 8, "pooler": "roi_align", "image_scale": 240},
+             "optimizer": "adam", "lr": 0.0005},
+    "paper": {"model": {"stride": 16, "pooler": "roi_pool", "image_scale": None},
+              "optimizer": "sgd", "lr": 0.01},
 }
 
 

@@ -299,3 +299,10 @@ def test_image_scale_equals_resizing_by_hand_in_training_and_in_eval():
 def test_bad_image_scale_names_the_argument(bad):
     with pytest.raises(ValueError, match="image_scale is the shorter side in pixels"):
         small_model(stride=8, image_scale=bad)
+
+
+@pytest.mark.parametrize("image_scale", [None, 240])
+def test_empty_image_is_named_before_resizing_or_convolving(image_scale):
+    model = small_model(stride=8, image_scale=image_scale).eval()
+    with pytest.raises(ValueError, match=r"images\[1\] is empty \(0 x 10 pixels\)"):
+        model([torch.rand(3, 20, 20), torch.rand(3, 0, 10)])

@@ -17,7 +17,8 @@ from .backbones import IMAGE_MEAN, IMAGE_STD
 
 
 def check_images(images):
-    """Raise a clear error unless `images` is a non-empty list of float [3, H, W] tensors."""
+    """Raise a clear error unless `images` is a non-empty list of non-empty float [3, H, W]
+    tensors."""
     if isinstance(images, torch.Tensor) and images.dim() == 3:
         raise TypeError("images must be a list of [3, H, W] tensors (or a [N, 3, H, W] batch); "
                         "wrap a single image as [image]")
@@ -27,6 +28,9 @@ def check_images(images):
         if img.dim() != 3 or img.shape[0] != 3 or not img.is_floating_point():
             raise ValueError(f"images[{i}] must be a float [3, H, W] tensor in [0, 1], got "
                              f"{img.dtype} {list(img.shape)}")
+        if min(img.shape[-2:]) < 1:
+            raise ValueError(f"images[{i}] is empty ({img.shape[1]} x {img.shape[2]} pixels): "
+                             "pass images with at least one pixel")
 
 
 def batch_images(images, stride=16, mean=IMAGE_MEAN, std=IMAGE_STD):

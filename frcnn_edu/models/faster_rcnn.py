@@ -106,6 +106,7 @@ class FasterRCNN(nn.Module):
         scale s = 600, Fast R-CNN sec. 5.2), and per image the factors [4] (x, y, x, y) that map
         boxes into the resized image. Small objects gain feature-map cells: at stride 8 a 12-pixel
         shape covers 1.5 cells, upsampled 1.5x it covers 2.25. None: images unchanged, factors 1.
+        The paper also caps the longer side at 1,000 pixels; there is no cap here.
         """
         check_images(images)
         if self.image_scale is None:
@@ -113,10 +114,6 @@ class FasterRCNN(nn.Module):
         resized, factors = [], []
         for img in images:
             h, w = img.shape[-2:]
-            if min(h, w) < 1:  # batch_images reports the empty image
-                resized.append(img)
-                factors.append(img.new_ones(4))
-                continue
             size = (round(h * self.image_scale / min(h, w)), round(w * self.image_scale / min(h, w)))
             resized.append(F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0])
             factors.append(img.new_tensor([size[1] / w, size[0] / h] * 2))
