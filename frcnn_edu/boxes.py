@@ -222,14 +222,16 @@ def _greedy_block(over):
         keep = new
 
 
-def _nms_sorted(boxes, iou_threshold, idxs=None):
+def _nms_sorted(boxes, iou_threshold, idxs=None, max_kept=None):
     """Greedy NMS on boxes already sorted by decreasing score -> int64 positions of the kept.
 
     Blocked version of the textbook loop. A box is only ever compared with boxes *kept*
     before it (suppressed boxes suppress nothing), as in torchvision's CPU kernel. For each
     block of boxes: drop those that overlap an earlier kept box (one vectorised IoU against
     all kept boxes), then resolve the survivors among themselves (`_greedy_block`). Blocks
-    grow when few boxes survive, so that each holds about _NMS_BLOCK survivors.
+    grow when few boxes survive, so that each holds about _NMS_BLOCK survivors. With
+    `max_kept` it stops once that many are kept: whether a box is kept depends only on the
+    boxes before it, so the first `max_kept` are final by then.
     """
     n, inf = boxes.shape[0], float("inf")
     if n > 2**24:
@@ -245,7 +247,7 @@ def _nms_sorted(boxes, iou_threshold, idxs=None):
         return v if idxs is None else v.masked_fill_(p[6, :, None] != q[6], -inf)
 
     kept, start, size = data[:, :0], 0, _NMS_FIRST
-    while start < n:
+    while start < n and (max_kept is None or kept.shape[1] < max_kept):
         block = data[:, start:start + size]
         if kept.shape[1]:
             block = block[:, iou(kept, block).amax(0) <= iou_threshold]
@@ -255,7 +257,14 @@ def _nms_sorted(boxes, iou_threshold, idxs=None):
         kept = torch.cat((kept, block), dim=1)
         start += size  # next block: about _NMS_BLOCK survivors, at most ~4M IoUs at once
         size = max(_NMS_FIRST, min(size * _NMS_BLOCK // max(survivors, 1), 2**22 // max(kept.shape[1], 1)))
-    return kept[5].long()
+    return kept[5, :max_kept].long()
+
+
+def _check_max_kept(max_kept):
+    if max_kept is not None and (isinstance(max_kept, bool) or not isinstance(max_kept, int)
+                                 or max_kept < 1):
+        raise ValueError(f"max_kept must be a positive int (how many boxes to keep at most) or "
+                         f"None (all), got {max_kept!r}")
 
 
 def _check_nms_inputs(boxes, scores, idxs=None):
@@ -269,7 +278,7 @@ def _check_nms_inputs(boxes, scores, idxs=None):
         raise ValueError("boxes and scores must not contain NaN (did the training diverge?)")
 
 
-def nms(boxes, scores, iou_threshold):
+def nms(boxes, scores, iou_threshold, *, max_kept=None):
     """Greedy non-maximum suppression (R-CNN sec. 2.2, Faster R-CNN sec. 3.3).
 
     Visit boxes in order of decreasing score; keep a box unless a box kept before it has
@@ -279,13 +288,18 @@ def nms(boxes, scores, iou_threshold):
     its CUDA kernel does not promise an order for ties. Empty input -> empty int64 tensor.
     Raises ValueError on NaN in boxes or scores (torchvision would return an arbitrary answer).
     The loop runs block-wise on whole tensors (`_nms_sorted`) and gives the loop's answer.
+
+    ``max_kept`` (not in torchvision): return only the first max_kept kept boxes, the same as
+    ``nms(...)[:max_kept]``, and stop there. The RPN keeps 2000 of the ~4000 boxes that
+    survive NMS in training and 300 at test time, so most of the loop is skipped.
     """
     _check_nms_inputs(boxes, scores)
+    _check_max_kept(max_kept)
     order = torch.sort(scores, descending=True, stable=True).indices
-    return order[_nms_sorted(boxes[order], iou_threshold)]
+    return order[_nms_sorted(boxes[order], iou_threshold, max_kept=max_kept)]
 
 
-def batched_nms(boxes, scores, idxs, iou_threshold):
+def batched_nms(boxes, scores, idxs, iou_threshold, *, max_kept=None):
     """NMS independently per category ``idxs`` [N] (int): boxes of different categories never
     suppress each other. Returns int64 indices sorted by decreasing score, like
     ``torchvision.ops.batched_nms``.
@@ -293,7 +307,9 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
     torchvision shifts each category's boxes by a large offset so that they cannot overlap
     (the "coordinate trick") and runs one NMS. Here the IoU test simply also requires equal
     categories, which gives the same answer without the float rounding the offset brings.
+    ``max_kept``: as in `nms`, the first max_kept of the answer.
     """
     _check_nms_inputs(boxes, scores, idxs)
+    _check_max_kept(max_kept)
     order = torch.sort(scores, descending=True, stable=True).indices
-    return order[_nms_sorted(boxes[order], iou_threshold, idxs[order])]
+    return order[_nms_sorted(boxes[order], iou_threshold, idxs[order], max_kept)]

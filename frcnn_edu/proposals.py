@@ -197,7 +197,7 @@ def _proposals_one_image(anchors, logits, deltas, image_size, pre_nms_top_n, pos
     boxes, logits = boxes[keep], logits[keep]
     order = torch.sort(logits, descending=True, stable=True).indices[:pre_nms_top_n]
     boxes, logits = boxes[order], logits[order]
-    keep = nms(boxes, logits, nms_thresh)[:post_nms_top_n]
+    keep = nms(boxes, logits, nms_thresh, max_kept=post_nms_top_n)
     return boxes[keep], torch.sigmoid(logits[keep])
 
 

@@ -286,6 +286,29 @@ def test_batched_nms(device, generator):
         B.batched_nms(boxes, scores, idxs[:-1], 0.5)
 
 
+@pytest.mark.parametrize("max_kept", [1, 7, 64, 65, 300, 2000, 5000])
+def test_nms_max_kept_is_the_first_of_the_full_answer(device, generator, max_kept):
+    """Stopping early gives torchvision's first max_kept indices, across block boundaries
+    (64 is the first block), and all of them when fewer survive."""
+    boxes = random_boxes(3000, generator, size=600.0, max_wh=80.0).to(device)
+    scores = torch.rand(3000, generator=generator).to(device)
+    expected = torchvision.ops.nms(boxes.cpu(), scores.cpu(), 0.7)
+    assert len(expected) > 300  # so that early stopping is exercised
+    assert torch.equal(B.nms(boxes, scores, 0.7, max_kept=max_kept).cpu(), expected[:max_kept])
+    idxs = torch.randint(0, 4, (3000,), generator=generator).to(device)
+    full = torchvision.ops.batched_nms(boxes.cpu(), scores.cpu(), idxs.cpu(), 0.5)
+    assert torch.equal(B.batched_nms(boxes, scores, idxs, 0.5, max_kept=max_kept).cpu(), full[:max_kept])
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_nms_max_kept_errors(bad):
+    boxes, scores = torch.tensor([[0.0, 0, 1, 1]]), torch.ones(1)
+    with pytest.raises(ValueError, match="max_kept must be a positive int"):
+        B.nms(boxes, scores, 0.5, max_kept=bad)
+    with pytest.raises(ValueError, match="max_kept must be a positive int"):
+        B.batched_nms(boxes, scores, torch.zeros(1, dtype=torch.int64), 0.5, max_kept=bad)
+
+
 def test_nms_result_does_not_depend_on_device(device, generator):
     boxes, scores = grid_boxes(500, generator), torch.randint(0, 5, (500,), generator=generator).float()
     assert torch.equal(B.nms(boxes.to(device), scores.to(device), 0.4).cpu(), B.nms(boxes, scores, 0.4))

@@ -86,7 +86,7 @@ def test_eval_returns_torchvision_format_in_image_coordinates(device):
         if len(det["boxes"]):
             assert det["boxes"][:, 2].max() <= w and det["boxes"][:, 3].max() <= h
             assert det["labels"].min() >= 1 and det["labels"].max() < model.num_classes
-            assert (det["scores"][:-1] >= det["scores"][1:]).all() or True  # per-class NMS order
+            assert (det["scores"][:-1] >= det["scores"][1:]).all()  # batched NMS sorts by score
 
 
 def test_stages_select_losses():
@@ -94,6 +94,23 @@ def test_stages_select_losses():
     images, targets = toy_batch()
     assert set(model(images, targets, stages="rpn")) == {"loss_objectness", "loss_rpn_box_reg"}
     assert set(model(images, targets, stages="detector")) == {"loss_classifier", "loss_box_reg"}
+
+
+def test_rpn_alone_skips_the_proposal_layer_and_keeps_its_losses():
+    """stages="rpn" in training needs no proposals: the RPN returns None for them, and the
+    losses (same sampling seed) equal those computed next to the proposal layer."""
+    model = small_model().train()
+    images, targets = toy_batch()
+    x, sizes = batch_images(images, model.backbone.stride)
+    features = model.backbone(x)
+    torch.manual_seed(1)
+    boxes, scores, losses = model.rpn(features, sizes, targets)
+    torch.manual_seed(1)
+    none_boxes, none_scores, alone = model.rpn(features, sizes, targets, propose=False)
+    assert none_boxes is None and none_scores is None and len(boxes) == 2
+    assert losses.keys() == alone.keys() and all(torch.equal(losses[k], alone[k]) for k in losses)
+    torch.manual_seed(1)
+    assert torch.equal(model(images, targets, stages="rpn")["loss_objectness"], losses["loss_objectness"])
 
 
 def test_image_without_objects_trains():

@@ -101,7 +101,7 @@ class RoIHead(nn.Module):
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = remove_small_boxes(boxes, 1e-2)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = batched_nms(boxes, scores, labels, self.nms_thresh)[:self.detections_per_image]
+        keep = batched_nms(boxes, scores, labels, self.nms_thresh, max_kept=self.detections_per_image)
         return {"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]}
 
     @torch.no_grad()

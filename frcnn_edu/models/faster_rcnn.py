@@ -72,7 +72,8 @@ class FasterRCNN(nn.Module):
         features = self.backbone(x)
         rpn_targets = targets if self.training and stages != "detector" else None
         if proposals is None:
-            proposals, _, rpn_losses = self.rpn(features, sizes, rpn_targets)
+            rpn_alone = self.training and stages == "rpn"  # losses only: no proposal layer
+            proposals, _, rpn_losses = self.rpn(features, sizes, rpn_targets, propose=not rpn_alone)
         else:
             rpn_losses = {}
         if not self.training:

@@ -82,19 +82,24 @@ class RegionProposalNetwork(nn.Module):
         """All anchors of the (padded) feature map, [A, 4] in input-image pixels."""
         return anchor_ops.grid_anchors(self.base_anchors, features.shape[-2:], self.stride)
 
-    def forward(self, features, image_sizes, targets=None):
+    def forward(self, features, image_sizes, targets=None, propose=True):
         """Returns (proposals list[[P, 4]], scores list[[P]], losses dict).
 
         Proposals are detached: the detector treats them as constants (approximate joint
         training, sec. 3.2). Losses are empty in eval mode or when targets is None.
+        `propose=False` skips the proposal layer (proposals and scores are None): training the
+        RPN alone (4-step steps 1 and 3) needs only its losses, and the layer's NMS over all
+        A anchors costs about as much as the rest of such a step.
         """
         pred_logits, pred_deltas = self.head(features)
         anchors = self.anchors_for(features)
-        mode = 0 if self.training else 1
-        proposals, scores = generate_proposals(
-            anchors, pred_logits.detach(), pred_deltas.detach(), image_sizes,
-            pre_nms_top_n=self.pre_nms_top_n[mode], post_nms_top_n=self.post_nms_top_n[mode],
-            nms_thresh=self.nms_thresh, min_size=self.min_size)
+        proposals = scores = None
+        if propose:
+            mode = 0 if self.training else 1
+            proposals, scores = generate_proposals(
+                anchors, pred_logits.detach(), pred_deltas.detach(), image_sizes,
+                pre_nms_top_n=self.pre_nms_top_n[mode], post_nms_top_n=self.post_nms_top_n[mode],
+                nms_thresh=self.nms_thresh, min_size=self.min_size)
         losses = {}
         if targets is not None:
             losses = self.loss(anchors, pred_logits, pred_deltas, image_sizes, targets)
