@@ -22,9 +22,10 @@ def tiny_model(seed=0):
 
 
 def test_lr_schedule_warmup_and_drop():
-    assert lr_at(0, 100, 0.1, 10, (0.75,)) == pytest.approx(0.01)
-    assert lr_at(50, 100, 0.1, 10, (0.75,)) == pytest.approx(0.1)
-    assert lr_at(80, 100, 0.1, 10, (0.75,)) == pytest.approx(0.01)
+    assert lr_at(0, 0.0, 0.1, 10, (0.75,)) == pytest.approx(0.01)
+    assert lr_at(50, 0.5, 0.1, 10, (0.75,)) == pytest.approx(0.1)
+    assert lr_at(75, 0.75, 0.1, 10, (0.75,)) == pytest.approx(0.01)  # the drop point itself
+    assert lr_at(80, 0.8, 0.1, 10, (0.5, 0.75)) == pytest.approx(0.001)
 
 
 def test_epoch_order_is_fixed_by_seed_and_epoch():
@@ -259,16 +260,32 @@ def test_adam_option_trains_and_a_bad_optimizer_is_named():
         train(tiny_model(), data, steps=1, optimizer="rmsprop", progress=False)
 
 
-def test_minutes_budget_is_replanned_from_the_steady_step_time():
-    from frcnn_edu.training.loop import _replan
-    total, mark = _replan(1.0, 10, 10.0, None)        # slow start: 1 s per step over 10 steps
-    assert (total, mark) == (60, (10, 10.0))
-    total, mark = _replan(1.0, 100, 28.0, mark)       # then 0.2 s per step: 32 s left = 160 steps
-    assert (total, mark) == (260, (10, 10.0))
-    assert _replan(1.0, 100, 70.0, mark)[0] == 100    # over budget already: stop now
+def test_progress_bar_estimate_uses_the_steady_step_time():
+    from frcnn_edu.training.loop import _estimate_total
+    assert _estimate_total(1.0, 10, 10.0, (0, 0.0)) == 60      # 1 s per step: 50 s left = 50 steps
+    assert _estimate_total(1.0, 100, 28.0, (10, 10.0)) == 260  # then 0.2 s per step: 160 more
+    assert _estimate_total(1.0, 100, 70.0, (10, 10.0)) == 100  # over budget already
 
 
-def test_minutes_budget_is_replanned_each_epoch_when_steps_speed_up():
+def test_minutes_budget_holds_when_steps_slow_down_after_the_drop():
+    import time as _time
+    calls = []
+
+    def fast_then_slow(model, images, targets):       # 0.02 s per step for 60 steps, then 0.1 s
+        calls.append(1)
+        _time.sleep(0.02 if len(calls) <= 60 else 0.1)
+        return {"loss_dummy": next(model.parameters()).sum() * 0.0 + 1.0}
+
+    hist = train(tiny_model(), tiny_data(20), minutes=0.05, calibration_steps=2, lr_drops=(0.3,),
+                 warmup=0, forward=fast_then_slow, progress=False)  # a 3 s budget
+    # planned in steps at the fast pace the run would take ~150 steps and overrun by seconds;
+    # the clock stops it, and the drop came after 30 % of the time (0.9 s, in the fast steps)
+    assert 2.9 <= hist[-1]["time"] <= 3.3
+    dropped = next(h for h in hist if h["lr"] < hist[0]["lr"])
+    assert 0.9 <= dropped["time"] <= 1.2 and dropped["step"] < 60
+
+
+def test_minutes_budget_is_filled_when_steps_speed_up():
     import time as _time
     calls = []
 
@@ -279,6 +296,6 @@ def test_minutes_budget_is_replanned_each_epoch_when_steps_speed_up():
 
     hist = train(tiny_model(), tiny_data(20), minutes=0.1, calibration_steps=2, lr_drops=(0.9,),
                  forward=slow_then_fast, progress=False)  # 10 steps per epoch, a 6 s budget
-    # The plan made at step 20 (mean pace since step 2) would stop after about 3.5 s; replanned
-    # at each epoch end from that epoch's pace, the run fills its 6 s.
-    assert 4.9 <= hist[-1]["time"] <= 9.0
+    # A plan in steps made at step 20 (mean pace since step 2) would stop after about 3.5 s;
+    # scheduled by the clock, the run fills its 6 s and stops there.
+    assert 5.9 <= hist[-1]["time"] <= 6.5

@@ -2,7 +2,8 @@
 
 The papers train with SGD (momentum 0.9, weight decay 0.0005) and drop the learning rate by 10x
 for the last part of training (Faster R-CNN sec. 3.1.3: 60k iterations, then 20k at a tenth).
-`train` does the same for a budget given in steps, epochs or minutes, with a short linear
+`train` does the same for a budget given in steps, epochs or minutes (then the drop comes after
+that share of the time, and the run stops when its minutes are spent), with a short linear
 warm-up (so a from-scratch head does not diverge in its first steps), a progress bar, a loss
 history, a NaN check that names the step and the loss, and a checkpoint after every epoch that a
 second call with the same `out` folder resumes from.
@@ -10,7 +11,6 @@ second call with the same `out` folder resumes from.
 Shape key:
     B  images per step (the paper's N = 2 for Fast R-CNN, 1 for the RPN)
 """
-import math
 import time
 
 import torch
@@ -40,10 +40,11 @@ def epoch_order(n, seed, epoch):
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
 
 
-def lr_at(step, total, lr, warmup, drops):
-    """Linear warm-up over `warmup` steps, then lr / 10 after each fraction in `drops`."""
+def lr_at(step, progress, lr, warmup, drops):
+    """Linear warm-up over `warmup` steps, then lr / 10 once `progress` (the fraction of the
+    budget used: of the steps, or of the minutes) reaches each fraction in `drops`."""
     factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
-    return lr * factor * 0.1 ** sum(step >= int(d * total) for d in drops)
+    return lr * factor * 0.1 ** sum(progress >= d for d in drops)
 
 
 def _batches(dataset, batch_size, seed, epoch, flip):
@@ -89,31 +90,28 @@ def make_optimizer(params, name, lr, momentum, weight_decay):
 
 
 def _plan(steps, epochs, minutes, steps_per_epoch):
+    """Total steps of a steps or epochs budget; None for minutes (the clock decides)."""
     if sum(x is not None for x in (steps, epochs, minutes)) != 1:
         raise ValueError("give exactly one budget: steps=, epochs= or minutes=")
     if steps_per_epoch == 0:
         raise ValueError("the dataset holds fewer images than batch_size")
     if minutes is not None:
-        return None  # decided after timing the first steps
+        return None
     return steps if steps is not None else epochs * steps_per_epoch
 
 
-def _replan(minutes, step, elapsed, mark):
-    """Total steps that fit in `minutes`, from the time per step measured since `mark`.
+def _estimate_total(minutes, step, elapsed, since):
+    """Steps a minutes budget will reach, at the pace since `since` = (step, elapsed); for the
+    progress bar only. A minutes run is scheduled by the clock, not by a plan in steps: steps
+    change speed as the RPN learns (its proposal layer's NMS stops sooner or later), and a plan
+    in steps made early ran a 5-minute run 10 % over."""
+    per_step = (elapsed - since[1]) / max(1, step - since[0])
+    return max(step, step + int((minutes * 60 - elapsed) / per_step))
 
-    `train` plans after the first `calibration_steps` (so the bar shows a total), after ten
-    times as many, timed from the first plan on (the very first steps are slower: thread pools
-    and memory warm up), and again at the end of each epoch from that epoch's pace, until the
-    first learning-rate drop: steps get faster as training goes on (a plan fixed at step 100
-    ended a 5-minute run after 3.8 minutes). The plan is saved with each
-    checkpoint, so a resumed run goes on with it. mark: (step, elapsed) or None (from step 0).
-    """
-    if mark is None:
-        per_step = elapsed / step
-    else:
-        per_step = (elapsed - mark[1]) / max(1, step - mark[0])
-    total = max(step, step + int((minutes * 60 - elapsed) / per_step))
-    return total, mark or (step, elapsed)
+
+def _progress(state, total, minutes, elapsed):
+    """Fraction of the budget used (>= 1: done)."""
+    return elapsed / (minutes * 60) if minutes is not None else state["step"] / total
 
 
 def _to(device, images, targets):
@@ -131,7 +129,9 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
     far), loss (the sum) and each named loss. With `out`, a checkpoint is written after every
     epoch and at the end; calling again with the same `out` resumes (or returns at once when
     the run had finished). `params` restricts what is trained (4-step training freezes layers).
-    `optimizer` is "sgd" (the papers' SGD with momentum) or "adam" (lr ~5e-4).
+    `optimizer` is "sgd" (the papers' SGD with momentum) or "adam" (lr ~5e-4). With `minutes`
+    the clock schedules the run: the learning rate drops after `lr_drops` of the time and the
+    last step starts before the minutes are spent.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).train()
@@ -143,32 +143,32 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
     total = state["total_steps"] or _plan(steps, epochs, minutes, per_epoch)
     bar = tqdm(total=total, initial=state["step"], desc=desc, disable=not progress, leave=False)
     started = time.perf_counter() - state["elapsed"]
-    mark = None  # (step, elapsed) at the first calibration
-    while total is None or state["step"] < total:
-        epoch_start = (state["step"], time.perf_counter() - started)
+    since = (state["step"], state["elapsed"])  # where the bar's estimate is timed from
+    finished = state["total_steps"] is not None and state["step"] >= state["total_steps"]
+    while not finished:
         for images, targets in _batches(dataset, batch_size, seed, state["epoch"], flip):
-            if total is not None and state["step"] >= total:
+            done = _progress(state, total, minutes, time.perf_counter() - started)
+            if done >= 1:
                 break
-            rate = lr_at(state["step"], total or math.inf, lr, warmup, lr_drops if total else ())
+            rate = lr_at(state["step"], done, lr, warmup, lr_drops)
             record = _step(model, optimizer, forward, *_to(device, images, targets), state["step"], rate)
             state["step"] += 1
             state["history"].append({"step": state["step"], "epoch": state["epoch"], "lr": rate,
                                      "time": time.perf_counter() - started,
                                      "loss": sum(record.values()), **record})
             bar.update(1)
-            if minutes is not None and state["step"] in (calibration_steps, 10 * calibration_steps) \
-                    and state["total_steps"] is None:
-                total, mark = _replan(minutes, state["step"], time.perf_counter() - started, mark)
-                bar.reset(total=total)
-                bar.update(state["step"])
+            if minutes is not None and state["step"] % calibration_steps == 0:
+                if state["step"] > calibration_steps:  # the first steps are slow: not timed
+                    bar.total = _estimate_total(minutes, state["step"], time.perf_counter() - started, since)
+                    bar.refresh()
+                if state["step"] == calibration_steps:
+                    since = (state["step"], time.perf_counter() - started)
             bar.set_postfix(loss=f"{state['history'][-1]['loss']:.3f}")
         state["epoch"] += 1
         elapsed = time.perf_counter() - started
-        if minutes is not None and total is not None and state["step"] < min(lr_drops, default=1) * total:
-            since = mark if mark is not None and mark[0] > epoch_start[0] else epoch_start
-            total = _replan(minutes, state["step"], elapsed, since)[0]
-            bar.total = total
-            bar.refresh()
+        finished = _progress(state, total, minutes, elapsed) >= 1
+        if finished:
+            total = state["step"]
         state["elapsed"], state["total_steps"] = elapsed, total
         if out:
             save_checkpoint(out, model, optimizer, state)
