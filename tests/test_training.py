@@ -149,6 +149,30 @@ def test_four_step_training_runs_and_shares_conv_layers(tmp_path):
     assert set(out[0]) == {"boxes", "labels", "scores"}
 
 
+def test_step2_proposals_are_the_rpns_computed_once_per_image_and_flip_with_it():
+    from frcnn_edu.data.transforms import RandomHorizontalFlip
+    from frcnn_edu.training.schemes import RPNProposals
+    proposer, data = tiny_model().eval(), tiny_data()
+    calls = []
+    propose = proposer.propose
+    proposer.propose = lambda images, **kw: calls.append(1) or propose(images, **kw)
+    with_props = RPNProposals(data, proposer)
+    image, target = with_props[1]
+    expected, _ = propose([image], train_settings=True)  # the training top-N
+    assert torch.equal(target["proposals"], expected[0]) and len(expected[0]) > 20
+    assert not target["proposals"].requires_grad
+    assert torch.equal(with_props[1][1]["proposals"], expected[0]) and len(calls) == 1  # kept
+    flipped_image, flipped = RandomHorizontalFlip(1.0)(*with_props[1])
+    assert torch.equal(flipped["proposals"][:, [2, 0]], 64 - target["proposals"][:, [0, 2]])
+    assert torch.equal(with_props[1][1]["proposals"], expected[0])  # the kept copy is not flipped
+
+
+def test_propose_builds_no_graph_even_in_training_mode():
+    model = tiny_model().train()
+    proposals, scores = model.propose([torch.rand(3, 64, 64)], train_settings=True)
+    assert proposals[0].grad_fn is None and scores[0].grad_fn is None and model.training
+
+
 def test_svm_with_hard_negatives_separates_two_clusters():
     g = torch.Generator().manual_seed(0)
     pos = torch.randn(20, 5, generator=g) + 3
