@@ -85,7 +85,6 @@ class FasterRCNN(nn.Module):
         head_losses = self.roi_heads(features, proposals, sizes, targets)
         return {**rpn_losses, **head_losses}
 
-    @torch.no_grad()
     @torch.no_grad()  # proposals are constants to whoever uses them: no graph to keep
     def propose(self, images, train_settings=False):
         """The RPN's proposals and objectness scores for each image.

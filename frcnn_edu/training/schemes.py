@@ -28,7 +28,7 @@ from .loop import check_dataset, train
 # (step 1's copy is thrown away, steps 3 and 4 freeze them), so on a budget of minutes step 2
 # gets most of it: an RPN proposes well long before a detector classifies well, and steps 3
 # and 4 only fine-tune the layers on top. In 5-minute runs of the command line's recipe
-# (benchmarks/RESULTS.md) the mAP hardly moved between (0.1-0.2, 0.55-0.65, 0.05-0.2, 0.1-0.15)
+# (benchmarks/RESULTS.md) the mAP hardly moved between (0.1-0.2, 0.55-0.65, 0.05-0.15, 0.1-0.15)
 # (0.89-0.90); making step 2's steps faster is what gained.
 FOUR_STEP_SHARES = (0.1, 0.6, 0.15, 0.15)
 
@@ -90,10 +90,10 @@ def _rpn_only(model, images, targets):
 
 class RPNProposals(WithProposals):
     """`dataset` with a trained RPN's proposals (training top-N, 2000) in each target, computed
-    the first time an image is drawn and kept: step 2 of 4-step training. The paper's code does
-    the same (step 1's RPN writes its proposals to disk once); here that saves the proposer's
-    forward pass, about a third of a step-2 step, from the second epoch on. Flips move the kept
-    proposals with the pixels, as they move selective search's."""
+    the first time an image is drawn and kept: step 2 of 4-step training. The authors' released
+    code does the same (step 1's RPN writes its proposals to disk once); here that saves the
+    proposer's forward pass, about a third of a step-2 step, from the second epoch on. Flips
+    move the kept proposals with the pixels, as they move selective search's."""
 
     def __init__(self, dataset, proposer):
         super().__init__(dataset, [None] * len(dataset))
@@ -139,8 +139,8 @@ def train_four_step(make_model, dataset, *, minutes=None, steps=None, out=None,
     hist["1_rpn"] = train(rpn_model, dataset, forward=_rpn_only, out=_sub(out, "step1_rpn"),
                           desc="step 1: RPN", **_budget(minutes, steps, shares[0]), **kwargs)
     rpn_model.eval()
-    hist["2_detector"] = train(detector, RPNProposals(dataset, rpn_model), forward=_detector_on_proposals,
-                               params=[*detector.backbone.parameters(), *detector.roi_heads.parameters()],
+    hist["2_detector"] = train(detector, RPNProposals(dataset, rpn_model),
+                               forward=_detector_on_proposals, params=[*detector.backbone.parameters(), *detector.roi_heads.parameters()],
                                out=_sub(out, "step2_detector"), desc="step 2: Fast R-CNN",
                                **_budget(minutes, steps, shares[1]), **kwargs)
     unified = copy.deepcopy(detector)  # shared conv layers from the detector (step 3 starts here)
