@@ -140,7 +140,8 @@ def train_four_step(make_model, dataset, *, minutes=None, steps=None, out=None,
                           desc="step 1: RPN", **_budget(minutes, steps, shares[0]), **kwargs)
     rpn_model.eval()
     hist["2_detector"] = train(detector, RPNProposals(dataset, rpn_model),
-                               forward=_detector_on_proposals, params=[*detector.backbone.parameters(), *detector.roi_heads.parameters()],
+                               forward=_detector_on_proposals,
+                               params=[*detector.backbone.parameters(), *detector.roi_heads.parameters()],
                                out=_sub(out, "step2_detector"), desc="step 2: Fast R-CNN",
                                **_budget(minutes, steps, shares[1]), **kwargs)
     unified = copy.deepcopy(detector)  # shared conv layers from the detector (step 3 starts here)
