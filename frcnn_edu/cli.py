@@ -27,7 +27,7 @@ import torch
 from .data import ShapesDataset
 from .inference import evaluate
 from .models import shapes_faster_rcnn
-from .training import train_four_step, train_joint
+from .training import load_weights, save_atomic, train_four_step, train_joint
 
 
 def _device(name):
@@ -77,7 +77,7 @@ def cmd_train(args):
                                       seed=args.seed, lr=args.lr, optimizer=args.optimizer)
         steps = sum(len(h) for h in hist.values())
     seconds = time.perf_counter() - t0
-    torch.save(model.state_dict(), out / "model.pt")
+    save_atomic(model.state_dict(), out / "model.pt")
     metrics = evaluate(model, ShapesDataset("test"), device=device)
     metrics.update(method=args.method, train_seconds=round(seconds, 1), train_steps=steps,
                    train_images_per_second=round(2 * steps / seconds, 2), device=device,
@@ -93,7 +93,7 @@ def load_trained(folder, device="cpu"):
         raise SystemExit(f"{folder}/model.pt not found: run `python -m frcnn_edu train --out {folder}`")
     config = json.loads((folder / "config.json").read_text())
     model = shapes_faster_rcnn(pretrained=False, **config["model"])
-    model.load_state_dict(torch.load(folder / "model.pt", map_location=device, weights_only=True))
+    model.load_state_dict(load_weights(folder / "model.pt", map_location=device))
     return model.to(device).eval()
 
 
