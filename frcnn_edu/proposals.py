@@ -179,30 +179,43 @@ def _check_proposal_inputs(anchors, objectness, deltas, image_sizes):
     return anchors
 
 
-def _check_settings(pre_nms_top_n, post_nms_top_n, nms_thresh, min_size):
+def _check_settings(pre_nms_top_n, post_nms_top_n, nms_thresh, min_size, order="score"):
     for name, value in (("pre_nms_top_n", pre_nms_top_n), ("post_nms_top_n", post_nms_top_n)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not 0 <= nms_thresh <= 1:
-        raise ValueError(f"nms_thresh must be an IoU in [0, 1], got {nms_thresh}")
+    if nms_thresh is not None and not 0 <= nms_thresh <= 1:
+        raise ValueError(f"nms_thresh must be an IoU in [0, 1], or None for no NMS, got {nms_thresh}")
     if min_size < 0:
         raise ValueError(f"min_size must be >= 0 pixels, got {min_size}")
+    if order not in ("score", "random"):
+        raise ValueError(f'order must be "score" (rank by objectness, the paper) or "random" '
+                         f'(Table 2\'s test without the cls layer), got {order!r}')
 
 
 def _proposals_one_image(anchors, logits, deltas, image_size, pre_nms_top_n, post_nms_top_n,
-                         nms_thresh, min_size):
-    boxes = clip_boxes(decode_boxes(anchors, deltas), image_size)
+                         nms_thresh, min_size, order="score", apply_deltas=True, generator=None):
+    boxes = clip_boxes(decode_boxes(anchors, deltas) if apply_deltas else anchors, image_size)
     keep = remove_small_boxes(boxes, min_size)
     keep = keep[(boxes[keep, 2] > boxes[keep, 0]) & (boxes[keep, 3] > boxes[keep, 1])]
     boxes, logits = boxes[keep], logits[keep]
-    order = torch.sort(logits, descending=True, stable=True).indices[:pre_nms_top_n]
-    boxes, logits = boxes[order], logits[order]
-    keep = nms(boxes, logits, nms_thresh, max_kept=post_nms_top_n)
+    # The rank key: the objectness, or (order="random") a random priority per box, which
+    # then decides both the top-n cuts and which box NMS keeps.
+    if order == "random":
+        key = torch.rand(len(boxes), generator=generator).to(logits)
+    else:
+        key = logits
+    ranked = torch.sort(key, descending=True, stable=True).indices[:pre_nms_top_n]
+    boxes, logits, key = boxes[ranked], logits[ranked], key[ranked]
+    if nms_thresh is None:                                     # no NMS: the first post_nms_top_n
+        keep = torch.arange(min(len(boxes), post_nms_top_n), device=boxes.device)
+    else:
+        keep = nms(boxes, key, nms_thresh, max_kept=post_nms_top_n)
     return boxes[keep], torch.sigmoid(logits[keep])
 
 
 def generate_proposals(anchors, objectness, deltas, image_sizes, pre_nms_top_n=6000,
-                       post_nms_top_n=300, nms_thresh=0.7, min_size=0.0):
+                       post_nms_top_n=300, nms_thresh=0.7, min_size=0.0, *, order="score",
+                       apply_deltas=True, generator=None):
     """The RPN proposal layer (Faster R-CNN sec. 3.3; py-faster-rcnn ``proposal_layer.py``).
 
     For each image: decode ``deltas`` against the anchors (eq. 2), clip to the image, drop boxes
@@ -217,10 +230,18 @@ def generate_proposals(anchors, objectness, deltas, image_sizes, pre_nms_top_n=6
         objectness: [N, A] logits (the RPN's cls output, one score per anchor).
         deltas: [N, A, 4] (tx, ty, tw, th) per anchor.
         image_sizes: N pairs (height, width) of the (resized) input images.
+        nms_thresh: IoU of the NMS, or None for no NMS (the first post_nms_top_n are kept).
+        order, apply_deltas, generator: the test-time ablations of the paper's Table 2, each
+            off by default. ``order="random"`` ranks the boxes by a random priority instead of
+            their objectness (drawn with ``generator``, a CPU ``torch.Generator``; None uses
+            torch's global RNG): the RPN "without its cls layer". ``apply_deltas=False``
+            ignores the deltas, so the proposals are the clipped anchors themselves: the RPN
+            "without its reg layer".
 
     Returns:
         (boxes, scores): lists of N tensors [P_i, 4] and [P_i], P_i <= post_nms_top_n, sorted by
-        decreasing score. Scores are sigmoid *probabilities*, as torchvision's
+        decreasing score (``order="random"``: in the random priority's order; the scores are
+        still the boxes' objectness). Scores are sigmoid *probabilities*, as torchvision's
         ``RegionProposalNetwork.filter_proposals`` returns (sorting and NMS use the logits:
         same order, no ties from saturation). Outputs are detached: the proposals are constants
         for the detector (approximate joint training, Faster R-CNN sec. 3.2).
@@ -231,12 +252,13 @@ def generate_proposals(anchors, objectness, deltas, image_sizes, pre_nms_top_n=6
     two agree. Raises ValueError on NaN/inf in the inputs.
     """
     anchors = _check_proposal_inputs(anchors, objectness, deltas, image_sizes)
-    _check_settings(pre_nms_top_n, post_nms_top_n, nms_thresh, min_size)
+    _check_settings(pre_nms_top_n, post_nms_top_n, nms_thresh, min_size, order)
     objectness, deltas = objectness.detach(), deltas.detach()
     all_boxes, all_scores = [], []
     for i, size in enumerate(image_sizes):
         boxes, scores = _proposals_one_image(anchors[i].detach().to(deltas), objectness[i], deltas[i],
-                                             size, pre_nms_top_n, post_nms_top_n, nms_thresh, min_size)
+                                             size, pre_nms_top_n, post_nms_top_n, nms_thresh, min_size,
+                                             order, apply_deltas, generator)
         all_boxes.append(boxes)
         all_scores.append(scores)
     return all_boxes, all_scores

@@ -57,12 +57,20 @@ class RegionProposalNetwork(nn.Module):
     positive, IoU 0.7 / 0.3, lambda = 10 with N_cls = 256 and N_reg = anchor locations, NMS at 0.7,
     2000 proposals per image in training and 300 at test time. Anchors that cross the image
     border are ignored in training (sec. 3.3) and kept, clipped, at test time.
+
+    Test-time ablations (the paper's Table 2), off by default and used in eval mode only:
+    `test_order="random"` ranks the proposals by a random priority instead of the objectness
+    (the RPN without its cls layer; drawn from `generator`, a CPU torch.Generator, or torch's
+    global RNG when None), `test_apply_deltas=False` proposes the anchors themselves (without its
+    reg layer). `nms_thresh=None` turns the proposal NMS off (in both modes). All are plain
+    attributes, so a trained model can be switched after loading: `model.rpn.test_order = "random"`.
     """
 
     def __init__(self, in_channels, stride=16, anchor_sizes=(128, 256, 512),
                  anchor_ratios=(0.5, 1.0, 2.0), batch_size_per_image=256, positive_fraction=0.5,
                  pos_iou=0.7, neg_iou=0.3, pre_nms_top_n=(12000, 6000), post_nms_top_n=(2000, 300),
-                 nms_thresh=0.7, min_size=0.0, lam=10.0, loss_normalize="paper", mid_channels=None):
+                 nms_thresh=0.7, min_size=0.0, lam=10.0, loss_normalize="paper", mid_channels=None,
+                 test_order="score", test_apply_deltas=True, generator=None):
         super().__init__()
         self.stride = stride
         self.register_buffer("base_anchors",
@@ -73,6 +81,7 @@ class RegionProposalNetwork(nn.Module):
         self.pre_nms_top_n, self.post_nms_top_n = pre_nms_top_n, post_nms_top_n  # (train, test)
         self.nms_thresh, self.min_size = nms_thresh, min_size
         self.lam, self.loss_normalize = lam, loss_normalize
+        self.test_order, self.test_apply_deltas, self.generator = test_order, test_apply_deltas, generator
 
     @property
     def num_anchors_per_location(self):
@@ -96,10 +105,12 @@ class RegionProposalNetwork(nn.Module):
         proposals = scores = None
         if propose:
             mode = 0 if self.training else 1
+            ablations = {} if self.training else dict(
+                order=self.test_order, apply_deltas=self.test_apply_deltas, generator=self.generator)
             proposals, scores = generate_proposals(
                 anchors, pred_logits.detach(), pred_deltas.detach(), image_sizes,
                 pre_nms_top_n=self.pre_nms_top_n[mode], post_nms_top_n=self.post_nms_top_n[mode],
-                nms_thresh=self.nms_thresh, min_size=self.min_size)
+                nms_thresh=self.nms_thresh, min_size=self.min_size, **ablations)
         losses = {}
         if targets is not None:
             losses = self.loss(anchors, pred_logits, pred_deltas, image_sizes, targets)
