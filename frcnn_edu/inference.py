@@ -36,7 +36,7 @@ def predict_dataset(model, dataset, batch_size=8, device=None, proposals=None):
         elif hasattr(model, "predict"):
             out = model.predict(images, [p.to(device) for p in proposals[start:start + len(items)]])
         else:
-            out = model(images, [p.to(device) for p in proposals[start:start + len(items)]])
+            out = model(images, proposals=[p.to(device) for p in proposals[start:start + len(items)]])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds += time.perf_counter() - t0

@@ -68,7 +68,8 @@ class WithProposals(torch.utils.data.Dataset):
 
 
 def _on_external_proposals(model, images, targets):
-    return model(images, [t["proposals"] for t in targets], targets)
+    # by keyword: a FastRCNN and a FasterRCNN (whose RPN then sits unused) both take this call
+    return model(images, proposals=[t["proposals"] for t in targets], targets=targets)
 
 
 def train_fast_rcnn(model, dataset, proposals, *, minutes=None, steps=None, epochs=None,
