@@ -154,6 +154,93 @@ def test_colour_does_not_give_the_class_away(stats_items):
     assert np.abs(centre - centre.mean(0)).max() < 40
 
 
+# ----------------------------------------------------------------------------- shapes: crowded
+@pytest.fixture(scope="module")
+def crowded_items():
+    """Raw generations of 150 crowded test images."""
+    ds = ShapesDataset("test", num_images=150, crowded=True)
+    return [ds.generate(i) for i in range(len(ds))]
+
+
+def _pair_ious(d):
+    """IoU of every ground-truth pair of one image [P] and whether the pair shares its class."""
+    boxes, labels = torch.from_numpy(d["boxes"]), torch.from_numpy(d["labels"])
+    i, j = torch.triu_indices(len(boxes), len(boxes), offset=1)
+    iou = torchvision.ops.box_iou(boxes, boxes)[i, j]
+    return iou, labels[i] == labels[j]
+
+
+def test_default_is_not_crowded_and_unchanged():
+    """crowded=False is the default, item for item; the lessons' first item keeps its boxes."""
+    plain, explicit = ShapesDataset("train", num_images=8), ShapesDataset("train", num_images=8,
+                                                                           crowded=False)
+    for i in range(8):
+        assert _equal_items(plain[i], explicit[i])
+    assert plain.options["max_box_iou"] == 0.3 and plain.options["max_objects"] == 5
+    expected = torch.tensor([[35.5, 28.4375, 133.375, 100.0625],
+                             [118.125, 33.375, 128.0625, 53.9375], [31.8125, 6.125, 53.9375, 48.5]])
+    assert torch.equal(ShapesDataset("train").get_target(0)["boxes"], expected)
+    assert repr(plain) == ("ShapesDataset(split='train', num_images=8, image_size=(160, 160), "
+                           "seed=0, classes=('ellipse', 'rectangle', 'triangle', 'star', 'cross'))")
+
+
+def test_crowded_targets_are_valid_and_capped(crowded_items):
+    for d in crowded_items:
+        target = dict(boxes=torch.from_numpy(d["boxes"]), labels=torch.from_numpy(d["labels"]))
+        check_target(target, image_size=(H, W), num_classes=len(CLASSES))
+        assert 1 <= len(d["boxes"]) <= 9
+        assert (d["visible"] >= 0.5 - 1e-6).all()  # at most half of an object is hidden
+        size = np.sqrt(np.prod(d["boxes"][:, 2:] - d["boxes"][:, :2], 1))
+        assert (size > 12 - 0.1).all() and (size < 96 + 0.1).all()  # neighbours stay in range
+        iou, _ = _pair_ious(d)
+        assert iou.numel() == 0 or iou.max() <= 0.7 + 1e-6  # the documented cap, never above
+
+
+def test_crowded_images_have_close_neighbours(crowded_items):
+    """Pairs reach IoU >= 0.5 in a good share of the images, mostly of the same class (so
+    per-class NMS at 0.3 or 0.5 would remove a true object), and images hold more objects."""
+    best_any, best_same = [], []
+    for d in crowded_items:
+        iou, same = _pair_ious(d)
+        best_any.append(float(iou.max()) if iou.numel() else 0.0)
+        best_same.append(float(iou[same].max()) if same.any() else 0.0)
+    best_any, best_same = np.array(best_any), np.array(best_same)
+    assert (best_any >= 0.5).mean() > 0.3
+    assert (best_same >= 0.5).mean() > 0.3
+    assert (best_same > 0.3).mean() > 0.8  # NMS at 0.3 suppresses a true neighbour here
+    assert best_any.max() > 0.65
+    per_image = np.array([len(d["boxes"]) for d in crowded_items])
+    assert per_image.mean() > 5 and per_image.max() == 9
+    labels = np.concatenate([d["labels"] for d in crowded_items])
+    assert (np.bincount(labels, minlength=len(CLASSES))[1:] > 0.12 * len(labels)).all()
+
+
+def test_crowded_is_deterministic_and_differs_by_seed():
+    a, b = ShapesDataset("val", num_images=6, crowded=True), ShapesDataset("val", num_images=6,
+                                                                           crowded=True)
+    for i in reversed(range(6)):
+        assert _equal_items(a[i], b[i])
+    other = ShapesDataset("val", num_images=6, crowded=True, seed=1)
+    plain = ShapesDataset("val", num_images=6)
+    assert not any(torch.equal(a[i][0], other[i][0]) or torch.equal(a[i][0], plain[i][0])
+                   for i in range(6))
+    assert "crowded=True" in repr(a)
+
+
+def test_crowded_explicit_arguments_win_and_bad_values():
+    ds = ShapesDataset("test", num_images=20, crowded=True, max_box_iou=0.5, max_objects=6)
+    assert ds.options["max_box_iou"] == 0.5 and ds.options["min_objects"] == 4
+    for i in range(len(ds)):
+        iou, _ = _pair_ious(ds.generate(i))
+        assert len(ds.get_target(i)["boxes"]) <= 6 and (iou <= 0.5 + 1e-6).all()
+    with pytest.raises(ValueError, match="crowded"):
+        ShapesDataset(crowded="yes")
+    with pytest.raises(ValueError, match="max_box_iou"):
+        ShapesDataset(crowded=True, max_box_iou=0.0)
+    with pytest.raises(ValueError, match="min_objects"):
+        ShapesDataset(crowded=True, max_objects=3)  # crowded min_objects is 4
+
+
 # ----------------------------------------------------------------------------- targets / collate
 def test_check_target_errors():
     good = _target([[0, 0, 10, 10]], [1])

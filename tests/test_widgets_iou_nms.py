@@ -28,6 +28,30 @@ def scene():
     return image, target, det
 
 
+@pytest.fixture(scope="module")
+def crowded():
+    """The first crowded test image with two objects of one class at box IoU >= 0.6."""
+    ds = ShapesDataset("test", num_images=20, crowded=True)
+    for i in range(len(ds)):
+        image, target = ds[i]
+        same = target["labels"][:, None] == target["labels"][None]
+        iou = (box_iou(target["boxes"], target["boxes"]) * same).fill_diagonal_(0)
+        if iou.max() >= 0.6:
+            det = noisy_detections(target["boxes"], target["labels"], len(CLASSES), seed=i)
+            return dict(image=image, detections=det, gt_boxes=target["boxes"],
+                        gt_labels=target["labels"])
+    raise AssertionError("no crowded image with a same-class pair at IoU >= 0.6")
+
+
+def _found(scene, iou_threshold):
+    """Ground-truth objects that keep a detection of their class at IoU >= 0.5 after NMS."""
+    det, gt = scene["detections"], scene["gt_boxes"]
+    keep = nms_keep(det, iou_threshold, 0.05)
+    gt_labels = scene["gt_labels"][:, None]
+    iou = box_iou(gt, det["boxes"][keep]) * (gt_labels == det["labels"][keep][None])
+    return int((iou.max(1).values >= 0.5).sum())
+
+
 def test_module_reachable_from_widgets_package():
     from frcnn_edu import widgets
 
@@ -147,3 +171,40 @@ def test_nms_explorer_result_follows_the_sliders(scene):
     assert w.result["below_score"] == int((det["scores"] < 0.95).sum())
     show_sup.value = False
     assert sum(w.result.values()) == len(det["boxes"])
+
+
+def test_nms_explorer_without_crowded_scene_has_no_switch(scene):
+    pytest.importorskip("ipywidgets")
+    image, target, det = scene
+    w = nms_explorer(image, det, CLASSES)
+    assert len(w.children) == 5  # 4 controls and the output
+    assert all(getattr(c, "description", "") != "crowded image" for c in w.children)
+
+
+def test_nms_explorer_switches_to_the_crowded_scene(scene, crowded):
+    pytest.importorskip("ipywidgets")
+    image, target, det = scene
+    w = nms_explorer(image, det, CLASSES, gt_boxes=target["boxes"], iou_threshold=0.3,
+                     crowded_scene=crowded)
+    iou_s, switch = w.children[0], w.children[4]
+    assert switch.description == "crowded image" and switch.value is False
+    w.update()
+    assert w.result["kept"] == len(nms_keep(det, 0.3, 0.05))
+    switch.value = True
+    cdet = crowded["detections"]
+    assert w.result["kept"] == len(nms_keep(cdet, 0.3, 0.05))
+    assert sum(w.result.values()) == len(cdet["boxes"])
+    # the point of the crowded scene: at IoU 0.3 per-class NMS removes every box of a true
+    # neighbour, at 0.5 each object keeps one
+    assert _found(crowded, 0.3) < _found(crowded, 0.5) == len(crowded["gt_boxes"])
+    iou_s.value = 0.7
+    assert w.result["kept"] == len(nms_keep(cdet, 0.7, 0.05))
+    switch.value = False
+    assert w.result["kept"] == len(nms_keep(det, 0.7, 0.05))
+
+
+def test_nms_explorer_bad_crowded_scene(scene):
+    pytest.importorskip("ipywidgets")
+    image, _, det = scene
+    with pytest.raises(ValueError, match="crowded_scene"):
+        nms_explorer(image, det, CLASSES, crowded_scene=dict(image=image))

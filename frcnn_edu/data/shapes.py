@@ -11,6 +11,8 @@ runs on a 2-core CPU in minutes and no download is needed. What makes it a detec
 * 1 to 5 objects per image, later ones drawn over earlier ones (partial occlusion; a placement
   that would hide more than 40% of the pixels of an earlier object, or whose box would overlap
   another with IoU > 0.3, is rejected);
+* optionally (``crowded=True``) crowded scenes: 4 to 9 objects, most of them placed next to or
+  over an earlier object of the same class, boxes overlapping up to IoU 0.7 (see ``CROWDED``);
 * unlabelled distractors (lines, blobs, scribbles) under the objects;
 * backgrounds: tinted, contrast-reduced crops of the brick, grass and gravel photographs that
   ship inside scikit-image, or plain / gradient colours with noise.
@@ -37,6 +39,16 @@ DEFAULT_NUM_IMAGES = {"train": 1000, "val": 200, "test": 200}
 
 _SHIFT = 4  # cv2 drawing with 4 fractional bits: coordinates in 1/16 px
 _ONE = 1 << _SHIFT
+
+#: Layout of an ordinary image: the defaults of the four layout arguments left at None.
+SPARSE = dict(min_objects=1, max_objects=5, max_cover=0.4, max_box_iou=0.3)
+#: Layout of a crowded image (``crowded=True``): more objects, boxes overlapping up to IoU 0.7
+#: (so per-class NMS at 0.3 or 0.5 removes true neighbours), at most half of an object hidden.
+CROWDED = dict(min_objects=4, max_objects=9, max_cover=0.5, max_box_iou=0.7)
+#: In a crowded image, the chance that an object joins an earlier one (same class, about the
+#: same size and shape, its centre shifted by at most `_NEIGHBOUR_SHIFT` of that object's size).
+_NEIGHBOUR_PROB = 0.7
+_NEIGHBOUR_SHIFT = 0.4
 
 
 # ----------------------------------------------------------------------------- shape outlines
@@ -257,52 +269,116 @@ def _try_place(owner, visible, total, pts, thick, box, max_cover) -> int:
     return int(mask.sum())
 
 
-def _place_objects(rng, img, labels, opts) -> tuple:
-    """Place and draw the objects one by one (30 tries each); returns (boxes, labels, visible)."""
+def _sample_neighbour(rng, anchor: np.ndarray, h: int, w: int, scale_range,
+                      ratio_range) -> np.ndarray | None:
+    """A box [4] next to or over `anchor` [4]: scale and ratio within a factor e^(1/3) of the
+    anchor's (kept in `scale_range` and `ratio_range`, so a chain of neighbours cannot drift
+    out of them), centre shifted by up to `_NEIGHBOUR_SHIFT` times the anchor's width and
+    height; None if it would leave the image or be too thin."""
+    size = anchor[2:] - anchor[:2]
+    scale = np.clip(np.sqrt(size[0] * size[1]) * np.exp(rng.uniform(-1 / 3, 1 / 3)), *scale_range)
+    ratio = np.clip(size[1] / size[0] * np.exp(rng.uniform(-1 / 3, 1 / 3)), *ratio_range)
+    bw, bh = scale / np.sqrt(ratio), scale * np.sqrt(ratio)
+    ctr = (anchor[:2] + anchor[2:]) / 2 + rng.uniform(-_NEIGHBOUR_SHIFT, _NEIGHBOUR_SHIFT, 2) * size
+    box = np.array([ctr[0] - bw / 2, ctr[1] - bh / 2, ctr[0] + bw / 2, ctr[1] + bh / 2])
+    if min(bw, bh) < 7 or box[0] < 0 or box[1] < 0 or box[2] > w or box[3] > h:
+        return None
+    return np.round(box * _ONE) / _ONE
+
+
+def _place_one(rng, img, owner, scene: dict, label, sample, opts) -> None:
+    """Try (30 times) to place one object of class `label` with boxes from `sample()`; on
+    success draw it and append it to `scene` (boxes, labels, visible and total pixel counts)."""
+    poly = _unit_polygon(rng, int(label))
+    for _attempt in range(30):
+        box = sample()
+        if box is None or _box_iou_max(box, scene["boxes"]) > opts["max_box_iou"]:
+            continue
+        pts, thick = _object_path(rng, poly, box, opts["outline_prob"])
+        count = _try_place(owner, scene["visible"], scene["total"], pts, thick, box,
+                           opts["max_cover"])
+        if count:
+            _draw_path(img, pts, thick, _object_color(rng, img, box), cv2.LINE_AA)
+            scene["visible"] = np.append(scene["visible"], count)
+            scene["total"] = np.append(scene["total"], count)
+            scene["boxes"].append(box)
+            scene["labels"].append(label)
+            return
+
+
+def _place_objects(rng, img, count: int, crowded: bool, opts) -> dict:
+    """Place and draw `count` objects one by one; returns dict(boxes, labels, visible, total).
+
+    Ordinary images draw all the classes first and place each object anywhere. In a crowded
+    image each object after the first joins an earlier one with probability `_NEIGHBOUR_PROB`
+    (a crowd of one kind: it takes that object's class), otherwise it is placed anywhere.
+    """
     h, w = img.shape[:2]
     owner = np.full((h, w), -1, dtype=np.int16)
-    boxes, kept, visible, total = [], [], np.zeros(0), np.zeros(0)
-    for label in labels:
-        poly = _unit_polygon(rng, int(label))
-        for _attempt in range(30):
-            box = _sample_box(rng, h, w, opts["scale_range"], opts["ratio_range"])
-            if box is None or _box_iou_max(box, boxes) > opts["max_box_iou"]:
-                continue
-            pts, thick = _object_path(rng, poly, box, opts["outline_prob"])
-            count = _try_place(owner, visible, total, pts, thick, box, opts["max_cover"])
-            if count:
-                _draw_path(img, pts, thick, _object_color(rng, img, box), cv2.LINE_AA)
-                visible, total = np.append(visible, count), np.append(total, count)
-                boxes.append(box)
-                kept.append(label)
-                break
-    return boxes, kept, visible / np.maximum(total, 1)
+    scene = dict(boxes=[], labels=[], visible=np.zeros(0), total=np.zeros(0))
+    anywhere = functools.partial(_sample_box, rng, h, w, opts["scale_range"], opts["ratio_range"])
+    if not crowded:
+        for label in rng.integers(1, len(CLASSES), size=count):
+            _place_one(rng, img, owner, scene, label, anywhere, opts)
+        return scene
+    for _ in range(count):
+        if scene["boxes"] and rng.random() < _NEIGHBOUR_PROB:
+            j = int(rng.integers(len(scene["boxes"])))
+            anchor, label = scene["boxes"][j], scene["labels"][j]
+            sample = functools.partial(_sample_neighbour, rng, anchor, h, w, opts["scale_range"],
+                                       opts["ratio_range"])
+        else:
+            label, sample = rng.integers(1, len(CLASSES)), anywhere
+        _place_one(rng, img, owner, scene, label, sample, opts)
+    return scene
 
 
-def render_shapes_image(rng: np.random.Generator, image_size=(160, 160), *, min_objects=1,
-                        max_objects=5, scale_range=(12.0, 96.0), ratio_range=(1 / 3, 3.0),
-                        max_cover=0.4, max_box_iou=0.3, texture_prob=0.6, outline_prob=0.3,
-                        max_distractors=6):
+def _layout(crowded: bool, **given) -> dict:
+    """The four layout arguments: those given (not None), else SPARSE's or CROWDED's values."""
+    if not isinstance(crowded, bool):
+        raise ValueError(f"crowded must be True or False, got {crowded!r}")
+    defaults = CROWDED if crowded else SPARSE
+    out = {k: defaults[k] if given[k] is None else given[k] for k in defaults}
+    if not 1 <= out["min_objects"] <= out["max_objects"]:
+        raise ValueError("need 1 <= min_objects <= max_objects, got "
+                         f"{out['min_objects']}, {out['max_objects']}")
+    if not (0 <= out["max_cover"] < 1 and 0 < out["max_box_iou"] <= 1):
+        raise ValueError("need 0 <= max_cover < 1 and 0 < max_box_iou <= 1, got "
+                         f"{out['max_cover']}, {out['max_box_iou']}")
+    return out
+
+
+def render_shapes_image(rng: np.random.Generator, image_size=(160, 160), *, crowded=False,
+                        min_objects=None, max_objects=None, scale_range=(12.0, 96.0),
+                        ratio_range=(1 / 3, 3.0), max_cover=None, max_box_iou=None,
+                        texture_prob=0.6, outline_prob=0.3, max_distractors=6):
     """Draw one image; returns dict(image uint8 [H, W, 3] RGB, boxes float32 [G, 4],
     labels int64 [G], visible float32 [G]: the fraction of each object's pixels left visible).
 
     Objects are listed in drawing order (a later object may occlude an earlier one, but never
     hides more than `max_cover` of its pixels), and no two boxes overlap with IoU above
-    `max_box_iou` (0.3, the per-class test-time NMS threshold of the R-CNN and py-faster-rcnn
-    code, so that such NMS can keep every object).
+    `max_box_iou`. By default (``SPARSE``) that is 0.3, the per-class test-time NMS threshold of
+    the R-CNN and py-faster-rcnn code, so that such NMS can keep every object. ``crowded=True``
+    (``CROWDED``) places 4 to 9 objects, most next to or over an earlier one of the same class,
+    up to IoU 0.7, so that NMS at 0.3 or 0.5 suppresses true neighbours. The four layout
+    arguments left at None take the values of ``SPARSE`` or ``CROWDED``.
     """
+    layout = _layout(crowded, min_objects=min_objects, max_objects=max_objects,
+                     max_cover=max_cover, max_box_iou=max_box_iou)
     h, w = image_size
     img = _background(rng, h, w, texture_prob)
     _draw_distractors(rng, img, max_distractors)
-    labels = rng.integers(1, len(CLASSES), size=int(rng.integers(min_objects, max_objects + 1)))
+    count = int(rng.integers(layout["min_objects"], layout["max_objects"] + 1))
     opts = dict(scale_range=scale_range, ratio_range=ratio_range, outline_prob=outline_prob,
-                max_cover=max_cover, max_box_iou=max_box_iou)
-    boxes, labels, visible = _place_objects(rng, img, labels, opts)
+                max_cover=layout["max_cover"], max_box_iou=layout["max_box_iou"])
+    scene = _place_objects(rng, img, count, crowded, opts)
     if rng.random() < 0.5:  # sensor noise over everything
         noise = _noise(rng, h, w) * np.float32(rng.uniform(2, 8))
         img = np.clip(img + noise, 0, 255).astype(np.uint8)
-    return dict(image=img, boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-                labels=np.asarray(labels, dtype=np.int64), visible=visible.astype(np.float32))
+    visible = scene["visible"] / np.maximum(scene["total"], 1)
+    return dict(image=img, boxes=np.asarray(scene["boxes"], dtype=np.float32).reshape(-1, 4),
+                labels=np.asarray(scene["labels"], dtype=np.int64),
+                visible=visible.astype(np.float32))
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -316,12 +392,19 @@ class ShapesDataset(torch.utils.data.Dataset):
         seed: the dataset seed; change it to get a different dataset.
         transforms: optional callable (image, target) -> (image, target), e.g. from
             ``frcnn_edu.data.transforms``; applied in ``__getitem__`` only.
+        crowded: False (default): ordinary images, the data of the lessons. True: crowded
+            scenes (``CROWDED``): 4 to 9 objects, most of them next to or over an earlier
+            object of the same class, boxes overlapping up to IoU 0.7 and at most half of an
+            object hidden, so that a low NMS threshold suppresses true neighbours.
         min_objects, max_objects: objects per image are drawn uniformly from this range
-            (fewer when a placement fails 30 times: rare at the default sizes).
+            (fewer when a placement fails 30 times: rare at the default sizes). None: 1 and 5
+            (``SPARSE``), or 4 and 9 when crowded.
         scale_range: range of sqrt(box area) in pixels, sampled log-uniformly.
         ratio_range: range of h / w, sampled log-uniformly.
         max_cover: later objects may hide at most this fraction of an earlier object's pixels.
-        max_box_iou: no two ground-truth boxes overlap with a higher IoU.
+            None: 0.4, or 0.5 when crowded.
+        max_box_iou: no two ground-truth boxes overlap with a higher IoU. None: 0.3, or 0.7
+            when crowded.
         texture_prob: probability of a photographic texture background.
         outline_prob: probability that an object (at least 18 px on each side) is outlined.
         max_distractors: at most this many unlabelled lines / blobs / scribbles.
@@ -335,21 +418,20 @@ class ShapesDataset(torch.utils.data.Dataset):
     num_classes = len(CLASSES)  # K + 1, background included
 
     def __init__(self, split="train", num_images=None, image_size=(160, 160), seed=0,
-                 transforms=None, *, min_objects=1, max_objects=5, scale_range=(12.0, 96.0),
-                 ratio_range=(1 / 3, 3.0), max_cover=0.4, max_box_iou=0.3, texture_prob=0.6,
-                 outline_prob=0.3, max_distractors=6):
+                 transforms=None, *, crowded=False, min_objects=None, max_objects=None,
+                 scale_range=(12.0, 96.0), ratio_range=(1 / 3, 3.0), max_cover=None,
+                 max_box_iou=None, texture_prob=0.6, outline_prob=0.3, max_distractors=6):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
         self.num_images = DEFAULT_NUM_IMAGES[split] if num_images is None else int(num_images)
         if self.num_images < 0:
             raise ValueError(f"num_images must be >= 0, got {num_images}")
         self.image_size = _check_image_size(image_size)
-        if not 1 <= min_objects <= max_objects:
-            raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
-        self.split, self.seed, self.transforms = split, int(seed), transforms
-        self.options = dict(min_objects=min_objects, max_objects=max_objects,
-                            scale_range=tuple(scale_range), ratio_range=tuple(ratio_range),
-                            max_cover=max_cover, max_box_iou=max_box_iou, texture_prob=texture_prob,
+        layout = _layout(crowded, min_objects=min_objects, max_objects=max_objects,
+                         max_cover=max_cover, max_box_iou=max_box_iou)
+        self.split, self.seed, self.transforms, self.crowded = split, int(seed), transforms, crowded
+        self.options = dict(crowded=crowded, **layout, scale_range=tuple(scale_range),
+                            ratio_range=tuple(ratio_range), texture_prob=texture_prob,
                             outline_prob=outline_prob, max_distractors=max_distractors)
 
     def __len__(self) -> int:
@@ -393,8 +475,10 @@ class ShapesDataset(torch.utils.data.Dataset):
         return image, target
 
     def __repr__(self) -> str:
+        crowded = ", crowded=True" if self.crowded else ""  # the default repr stays as it was
         return (f"ShapesDataset(split={self.split!r}, num_images={self.num_images}, "
-                f"image_size={self.image_size}, seed={self.seed}, classes={self.classes[1:]})")
+                f"image_size={self.image_size}, seed={self.seed}{crowded}, "
+                f"classes={self.classes[1:]})")
 
 
 def _check_image_size(image_size) -> tuple:

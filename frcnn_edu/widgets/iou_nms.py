@@ -7,7 +7,8 @@ lower-scored box that overlaps a kept one by more than the IoU threshold.
     draw_iou(ax, box_a, box_b)                two boxes, their intersection shaded; returns IoU
     noisy_detections(boxes, labels, ...)      a fixed, seeded cloud of detections around gt boxes
     draw_nms(ax, boxes, scores, keep, ...)    kept boxes solid and labelled, suppressed dashed grey
-    nms_explorer(image, detections, ...)      sliders for the IoU and score thresholds
+    nms_explorer(image, detections, ...)      sliders for the IoU and score thresholds, and a
+                                              switch to a crowded scene when one is given
 
 Shape key:
     G  ground-truth boxes of the image
@@ -165,32 +166,47 @@ def draw_nms(ax, boxes, scores, keep, labels=None, class_names=None, show_suppre
 
 
 def nms_explorer(image, detections, class_names=None, gt_boxes=None, iou_threshold=0.5,
-                 score_threshold=0.05, figsize=(5.5, 5.5)):
+                 score_threshold=0.05, figsize=(5.5, 5.5), crowded_scene=None):
     """Interactive NMS: sliders for the IoU and score thresholds, switches for per-class NMS and
     for showing the suppressed boxes, over a fixed set of detections drawn on ``image``.
 
-    Children: 0 IoU threshold, 1 score threshold, 2 per class, 3 show suppressed, then the
-    output. The function returns dict(kept, suppressed, below_score) (``w.result``).
+    ``crowded_scene``, optional: a second scene, dict(image, detections, gt_boxes), e.g. from
+    ``ShapesDataset(..., crowded=True)``; a checkbox "crowded image" then switches to it, to see
+    a low IoU threshold suppress true neighbours.
+
+    Children: 0 IoU threshold, 1 score threshold, 2 per class, 3 show suppressed, 4 crowded
+    image (only with ``crowded_scene``), then the output. The function returns
+    dict(kept, suppressed, below_score) (``w.result``).
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    def update(iou_threshold, score_threshold, per_class, show_suppressed):
-        keep = nms_keep(detections, iou_threshold, score_threshold, per_class)
+    scenes = {False: dict(image=image, detections=detections, gt_boxes=gt_boxes)}
+    if crowded_scene is not None:
+        missing = {"image", "detections"} - set(crowded_scene)
+        if missing:
+            raise ValueError(f"crowded_scene must be dict(image, detections, gt_boxes); "
+                             f"missing {sorted(missing)}")
+        scenes[True] = crowded_scene
+
+    def update(iou_threshold, score_threshold, per_class, show_suppressed, crowded):
+        scene = scenes[crowded]
+        det = scene["detections"]
+        keep = nms_keep(det, iou_threshold, score_threshold, per_class)
         fig, ax = plt.subplots(figsize=figsize)
-        show_image(ax, image)
-        if gt_boxes is not None:
-            draw_boxes(ax, gt_boxes, color="white", linewidth=1.0, linestyle=":", show_text=False)
-        counts = draw_nms(ax, detections["boxes"], detections["scores"], keep,
-                          detections["labels"], class_names, show_suppressed, score_threshold)
+        show_image(ax, scene["image"])
+        if scene.get("gt_boxes") is not None:
+            draw_boxes(ax, scene["gt_boxes"], color="white", linewidth=1.0, linestyle=":",
+                       show_text=False)
+        counts = draw_nms(ax, det["boxes"], det["scores"], keep, det["labels"], class_names,
+                          show_suppressed, score_threshold)
         ax.set_title(f"kept {counts['kept']}, suppressed {counts['suppressed']}, "
                      f"below score {counts['below_score']}", fontsize=9)
         plt.show()
         return counts
 
     style = {"description_width": "initial"}
-    return widgets.interactive(
-        update,
+    controls = dict(
         iou_threshold=widgets.FloatSlider(value=iou_threshold, min=0.05, max=0.95, step=0.05,
                                           description="IoU threshold", style=style),
         score_threshold=widgets.FloatSlider(value=score_threshold, min=0.0, max=0.95, step=0.05,
@@ -198,3 +214,6 @@ def nms_explorer(image, detections, class_names=None, gt_boxes=None, iou_thresho
         per_class=widgets.Checkbox(value=True, description="NMS per class"),
         show_suppressed=widgets.Checkbox(value=True, description="show suppressed"),
     )
+    controls["crowded"] = (widgets.fixed(False) if crowded_scene is None else  # fixed: no child
+                           widgets.Checkbox(value=False, description="crowded image"))
+    return widgets.interactive(update, **controls)
