@@ -28,16 +28,17 @@ def test_lesson_module_is_reachable_from_checks():
 # ------------------------------------------------------------------ table_lines
 
 def test_table_lines_puts_paper_and_seeds_side_by_side():
-    table = {"rows": [_row("1 scale, 1 ratio", 66.7, [0.50, 0.54], ms_per_image=12.0),
+    table = {"rows": [_row("1 scale, 1 ratio", 66.7, [0.50, 0.54], ms_per_image=12.0,
+                           fc_params=1671936),
                       _row("detection NMS 0.5", None, [0.6]),
                       _row("not run yet", 69.9, [])]}
     head, rule, *rows = L.table_lines(table, [0, 1])
     assert head.split() == ["row", "paper", "seed", "0", "seed", "1", "mean", "spread",
-                            "seconds", "ms_per_image"]
+                            "seconds", "ms_per_image", "fc_params"]
     assert set(rule) == {"-"}
-    assert rows[0].split()[4:] == ["66.7", "50.0", "54.0", "52.0", "4.0", "10", "12"]
-    assert rows[1].split()[3:] == ["-", "60.0", "-", "60.0", "0.0", "10", "-"]
-    assert rows[2].split()[3:] == ["69.9", "-", "-", "-", "-", "-", "-"]
+    assert rows[0].split()[4:] == ["66.7", "50.0", "54.0", "52.0", "4.0", "10", "12", "1,671,936"]
+    assert rows[1].split()[3:] == ["-", "60.0", "-", "60.0", "0.0", "10", "-", "-"]
+    assert rows[2].split()[3:] == ["69.9", "-", "-", "-", "-", "-", "-", "-"]
 
 
 def test_table_lines_shows_map_like_extras_in_percent_and_skips_lists():
@@ -73,6 +74,12 @@ def test_verdict_lines_best_row_ignores_rows_without_a_paper_value():
     table = {"rows": [_row("a", 60.0, [0.3, 0.3]), _row("b", 50.0, [0.4, 0.4]),
                       _row("c", None, [0.9, 0.9])]}
     assert L.verdict_lines(table)[0] == "best row: paper 'a', ours 'b'"
+
+
+def test_verdict_lines_equal_means():
+    table = {"rows": [_row("a", 60.0, [0.5, 0.5]), _row("b", 50.0, [0.5, 0.5])]}
+    assert L.verdict_lines(table)[-1].endswith("ours 50.0 vs 50.0: not shown, equal means "
+                                               "(seed spread 0.0)")
 
 
 def test_verdict_lines_rows_not_run_and_too_few_rows():

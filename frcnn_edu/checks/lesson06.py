@@ -69,7 +69,8 @@ def table_lines(table, seeds):
             vals = [r[k] for r in row["runs"] if isinstance(r.get(k), (int, float))]
             mean_k = sum(vals) / len(vals) if vals else None
             text = "-" if mean_k is None else (      # mAP-like fields (fractions) shown in %
-                f"{100 * mean_k:.1f}" if k.startswith("mAP") else f"{mean_k:.3g}")
+                f"{100 * mean_k:.1f}" if k.startswith("mAP") else
+                f"{mean_k:,.0f}" if abs(mean_k) >= 100 else f"{mean_k:.3g}")
             line += f" {text:>{max(9, len(k))}}"
         lines.append(line)
     return lines
@@ -88,7 +89,9 @@ def _pair_sentence(hi, lo):
             return f"{paper}; {ours}: held (gap {gap:.1f} > seed spread {noise:.1f})", "held"
         return (f"{paper}; {ours}: did not hold, reversed by {-gap:.1f} points, more than the "
                 f"seed spread {noise:.1f}"), "reversed"
-    order = "same order" if gap > 0 else ("a tie" if gap == 0 else "reversed")
+    if gap == 0:
+        return f"{paper}; {ours}: not shown, equal means (seed spread {noise:.1f})", "within"
+    order = "same order" if gap > 0 else "reversed"
     return (f"{paper}; {ours}: not shown, {order} but the gap {abs(gap):.1f} is within the seed "
             f"spread {noise:.1f}"), "within"
 
