@@ -26,8 +26,8 @@ def test_strip_solutions_handles_several_blocks_and_none():
     assert strip_solutions("y = 1\n") == ("y = 1\n", 0)
 
 
-def test_six_lessons_in_order():
-    assert [p.name[:2] for p in LESSONS] == ["00", "01", "02", "03", "04", "05"]
+def test_the_lessons_in_order():
+    assert [p.name[:2] for p in LESSONS] == ["00", "01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
