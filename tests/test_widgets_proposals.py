@@ -101,6 +101,29 @@ def test_proposal_stages_inside_only(outputs):
     assert (empty["anchors"], empty["pre_nms"], empty["after_nms"], empty["kept"]) == (0, 0, 0, 0)
 
 
+def test_resized_model_proposals_come_back_in_image_pixels(dataset):
+    """A model with image_scale (the command line's recipe: stride 8, 240 px) runs its RPN on the
+    resized image; the replayed proposal layer returns what model.propose returns, in the
+    160-pixel image's coordinates, for the paper's settings and for a 2000-box top-N."""
+    torch.manual_seed(0)
+    net = shapes_faster_rcnn(pretrained=True, stride=8, image_scale=240)
+    with torch.no_grad():
+        net.rpn.head.cls_logits.weight.normal_(std=0.3)
+        net.rpn.head.bbox_pred.weight.normal_(std=0.02)
+    net.eval()
+    image = dataset[0][0]
+    out = P.rpn_outputs(net, image)
+    assert out["image_size"] == (240, 240) and out["anchors"].shape == (30 * 30 * 9, 4)
+    assert torch.allclose(out["scale"], torch.full((4,), 1.5))
+    for top_n in (300, 2000):
+        net.rpn.post_nms_top_n = (2000, top_n)
+        (boxes,), _ = net.propose([image])
+        stages = P.proposal_stages(out, pre_nms_top_n=6000, post_nms_top_n=top_n)
+        assert torch.allclose(stages["boxes"], boxes) and stages["boxes"].max() <= 160
+    no_scale = {k: v for k, v in out.items() if k != "scale"}  # older outputs: boxes as decoded
+    assert torch.allclose(P.proposal_stages(no_scale)["boxes"], P.proposal_stages(out)["boxes"] * 1.5)
+
+
 def test_proposal_stats_match_the_library():
     props = torch.tensor([[10.0, 10, 50, 50], [0, 0, 40, 20], [60, 60, 100, 110]])
     gt = torch.tensor([[12.0, 10, 52, 50], [0, 0, 40, 40], [140, 140, 150, 150]])

@@ -23,6 +23,7 @@ measure what those untrained scores cost.
 
 Shape key:
     A  anchors of the image (Hf * Wf * k)      P  proposals kept      G  ground-truth boxes
+    scale  [4] (x, y, x, y): resized pixels per image pixel (1 without image_scale)
 """
 from __future__ import annotations
 
@@ -54,7 +55,11 @@ def rpn_outputs(model, image):
 
     ``model`` is a `FasterRCNN` (or anything with ``.backbone`` and ``.rpn``); it runs in eval
     mode and gets its mode back. Returns dict(anchors [A, 4], logits [A], deltas [A, 4],
-    image_size (H, W)), all detached, on the model's device.
+    image_size (H, W), scale [4]), all detached, on the model's device. A model with an
+    ``image_scale`` (the paper's s) sees the image resized as in its own forward (`resize`):
+    anchors and image_size are then in resized pixels, and ``scale`` holds the factors (x, y,
+    x, y) that `proposal_stages` divides its boxes by to return them in the image's pixels
+    (all ones without resizing).
     """
     if not (torch.is_tensor(image) and image.dim() == 3 and image.shape[0] == 3):
         raise ValueError(f"image must be a float [3, H, W] tensor, got "
@@ -63,13 +68,17 @@ def rpn_outputs(model, image):
     model.eval()
     try:
         device = next(model.parameters()).device
-        x, sizes = batch_images([image.to(device)], model.backbone.stride)
+        image = image.to(device)
+        scale = image.new_ones(4)
+        if getattr(model, "image_scale", None) is not None:  # resized exactly as model() does
+            (image,), (scale,) = model.resize([image])
+        x, sizes = batch_images([image], model.backbone.stride)
         features = model.backbone(x)
         logits, deltas = model.rpn.head(features)
     finally:
         model.train(was_training)
     return dict(anchors=model.rpn.anchors_for(features), logits=logits[0], deltas=deltas[0],
-                image_size=tuple(sizes[0]))
+                image_size=tuple(sizes[0]), scale=torch.as_tensor(scale, dtype=logits.dtype))
 
 
 def _layer(outputs, pre_nms_top_n, post_nms_top_n, nms_thresh, min_size):
@@ -90,7 +99,9 @@ def proposal_stages(outputs, pre_nms_top_n=6000, post_nms_top_n=300, nms_thresh=
     clipping, dropping empty / small boxes and the pre-NMS top-N), after_nms: boxes NMS keeps,
     kept: P = min(after_nms, post_nms_top_n)). ``boxes`` and ``scores`` equal
     `generate_proposals` with the same settings (its post-NMS top-N is a prefix of the NMS
-    output, so one call with no post-NMS limit gives every stage).
+    output, so one call with no post-NMS limit gives every stage); ``boxes`` are divided by
+    ``outputs["scale"]`` when present, so they are in the input image's pixels, as
+    `FasterRCNN.propose` returns them.
     """
     if inside_only:
         keep = inside_image(outputs["anchors"], outputs["image_size"])
@@ -104,6 +115,8 @@ def proposal_stages(outputs, pre_nms_top_n=6000, post_nms_top_n=300, nms_thresh=
     every = num_anchors
     entering, _ = _layer(outputs, pre_nms_top_n, every, 1.0, min_size)  # IoU > 1: NMS keeps all
     boxes, scores = _layer(outputs, pre_nms_top_n, every, nms_thresh, min_size)
+    if "scale" in outputs:  # resized pixels -> the image's pixels
+        boxes = boxes / outputs["scale"]
     return dict(boxes=boxes[:post_nms_top_n], scores=scores[:post_nms_top_n], anchors=num_anchors,
                 pre_nms=len(entering), after_nms=len(boxes), kept=min(len(boxes), post_nms_top_n))
 
