@@ -28,7 +28,8 @@ JSON (benchmarks/results/paper_tables.json): {"machine": {...}, "settings": {...
 in % as printed. "seconds" is the training time of a trained row and the evaluation time of a
 row that only evaluates (its "steps" are those of the model it evaluates). Extra run keys:
 "ap" (per class), "proposals" (mean per image, test_time), "mAP_crowded" (test_time's detection
-NMS rows, when ShapesDataset offers a crowded split), "ms_per_image" (svd), "fc_params" (svd),
+NMS rows, when ShapesDataset offers a crowded split), "ms_per_image", "fc_ms_per_image" (fc6 +
+fc7 alone) and "fc_params" (svd),
 "mAP_with_box_reg" (R-CNN without fine-tuning).
 """
 import argparse
@@ -391,19 +392,21 @@ def _eval_test_time(model, settings, seed, ctx):
 
 def detection_ms(model, images, proposals, repeats=3):
     """Milliseconds per image of Fast R-CNN detection (proposals given), one image per call, on
-    one CPU thread: the best of `repeats` passes over the images, after a warm-up call."""
+    one CPU thread: the best of `repeats` passes over the images, after a warm-up call.
+    With proposals=None, `model(x)` is timed on each x of `images` (e.g. the fc layers)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     device = next(model.parameters()).device
-    images, proposals = [i.to(device) for i in images], [p.to(device) for p in proposals]
+    calls = [((img.to(device),) if proposals is None else ([img.to(device)], [p.to(device)]))
+             for img, p in zip(images, proposals if proposals is not None else images)]
     try:
         with torch.no_grad():
-            model.eval()([images[0]], [proposals[0]])
+            model.eval()(*calls[0])
             best = float("inf")
             for _ in range(repeats):
                 start = time.perf_counter()
-                for img, props in zip(images, proposals):
-                    model([img], [props])
+                for args in calls:
+                    model(*args)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 best = min(best, time.perf_counter() - start)
@@ -412,14 +415,25 @@ def detection_ms(model, images, proposals, repeats=3):
     return 1000 * best / len(images)
 
 
+def fc_ms(model, images, proposals, repeats=3):
+    """Milliseconds per image of fc6 + fc7 alone (what truncated SVD shrinks), on one CPU
+    thread: the RoIs of `images` pooled once, then the fc layers timed, best of `repeats`."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        pooled = [model.roi_heads.pool(model.backbone(img[None].to(device)), [p.to(device)])
+                  for img, p in zip(images, proposals)]
+        return detection_ms(model.roi_heads.fc, pooled, None, repeats)
+
+
 def _eval_svd(model, settings, seed, ctx):
     model = copy.deepcopy(model)
     if settings["ranks"] is not None:
         model.roi_heads.compress_fc(tuple(settings["ranks"]))
     result = _eval_plain(model, settings, seed, ctx)
     n = min(SVD_TIMING_IMAGES, len(ctx.test))
-    result["ms_per_image"] = round(detection_ms(model, [ctx.test[i][0] for i in range(n)],
-                                                ctx.test_props[:n]), 2)
+    images, props = [ctx.test[i][0] for i in range(n)], ctx.test_props[:n]
+    result["ms_per_image"] = round(detection_ms(model, images, props), 2)
+    result["fc_ms_per_image"] = round(fc_ms(model, images, props), 3)
     result["fc_params"] = sum(p.numel() for p in model.roi_heads.fc.parameters())
     return result
 

@@ -145,6 +145,10 @@ def test_run_row_tiny_budget_returns_the_schema_and_reuses(tmp_path):
     assert again["proposals"] <= 300
     fast = pt.run_row("multitask", "multi-task, no test-time bbox reg", **kw)   # SS for 4 + 4 images
     _check_run(fast, 0, 2)
+    svd = pt.run_row("svd", "fc6 rank 32, fc7 rank 32 (1/8)", **kw)             # reuses that model
+    _check_run(svd, 0, 2)
+    assert svd["fc_params"] == 32 * (6272 + 256) + 256 + 32 * (256 + 256) + 256
+    assert svd["ms_per_image"] > svd["fc_ms_per_image"] > 0
     with pytest.raises(KeyError, match="rows"):
         pt.run_row("anchors", "5 scales", **kw)
 
