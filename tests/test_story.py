@@ -1,0 +1,127 @@
+"""The runs carry the story: the ladder holds, and the prose quotes its sources.
+
+* `benchmarks/results/ladder.json` (written by benchmarks/ladder.py) has the papers' order,
+  R-CNN < Fast R-CNN < Faster R-CNN, and Faster R-CNN with 300 RPN proposals is at least as good
+  as Fast R-CNN with all of selective search's boxes (Faster R-CNN Table 2's claim).
+* Every three-decimal number in a lesson's markdown is printed by that lesson's saved outputs or
+  stands in a results file (so prose and outputs cannot drift apart); the README's ladder row
+  quotes ladder.json.
+* The lessons' own saved runs keep the order too: lesson 01's R-CNN < lesson 02's Fast R-CNN <
+  lesson 05's Faster R-CNN (approximate joint).
+* Lesson budgets are steps: no `minutes=` outside the quick test setting.
+"""
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from frcnn_edu.results import RESULTS_DIR, load_results
+
+ROOT = Path(__file__).resolve().parent.parent
+LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+THREE_DECIMALS = re.compile(r"(?<![\d.])\d\.\d{3}(?![\d])")
+# numbers in the prose that are arithmetic, not runs: lesson -> {number: what it is}
+CONSTANTS = {"00": {"0.167": "1/6, a worked IoU"}, "04": {"0.693": "log 2"}}
+
+
+def ladder():
+    return load_results("ladder")
+
+
+def test_the_ladder_has_the_papers_order():
+    lad = ladder()
+    assert lad["rcnn"]["mAP"] < lad["fast_rcnn"]["mAP"] < lad["faster_rcnn"]["mAP"]
+
+
+def test_300_rpn_proposals_match_or_beat_all_of_selective_search():
+    lad = ladder()
+    assert lad["settings"]["faster_rcnn_test_proposals"] == 300
+    assert lad["faster_rcnn"]["top_n"]["300"] == lad["faster_rcnn"]["mAP"]
+    assert lad["faster_rcnn"]["mAP"] >= lad["fast_rcnn"]["mAP"]
+
+
+def test_the_ladder_was_trained_under_one_budget():
+    lad = ladder()
+    steps = lad["settings"]["steps"]
+    assert lad["fast_rcnn"]["steps"] == lad["faster_rcnn"]["steps"] == steps
+    assert lad["settings"]["train_images"] == 1000 and lad["settings"]["test_images"] == 200
+
+
+def _outputs(nb):
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                texts.append(out["text"])
+            elif "text/plain" in out.get("data", {}):
+                texts.append(out["data"]["text/plain"])
+    return "\n".join(texts)
+
+
+def _results_numbers():
+    """Every number of the results files, as the prose may round it (3 decimals)."""
+    found = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, float):
+            found.add(f"{value:.3f}")
+    for path in RESULTS_DIR.glob("*.json"):
+        walk(json.loads(path.read_text()))
+    return found
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_numbers_in_the_prose_come_from_the_outputs_or_a_results_file(path):
+    nb = nbformat.read(path, as_version=4)
+    printed, stored = _outputs(nb), _results_numbers()
+    allowed = CONSTANTS.get(path.name[:2], {})
+    stray = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for number in THREE_DECIMALS.findall(cell.source):
+            if number not in printed and number not in stored and number not in allowed:
+                stray.append(f"cell {i}: {number}")
+    assert not stray, f"{path.name}: numbers in the prose that no output or results file shows: {stray}"
+
+
+def test_the_readme_quotes_the_ladder():
+    lad, readme = ladder(), (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if "benchmarks/ladder.py" in line)
+    quoted = THREE_DECIMALS.findall(row)
+    assert quoted[:3] == [f"{lad[k]['mAP']:.3f}" for k in ("rcnn", "fast_rcnn", "faster_rcnn")], row
+
+
+def _lesson(prefix):
+    return nbformat.read(next(p for p in LESSONS if p.name.startswith(prefix)), as_version=4)
+
+
+def _last_float(pattern, text):
+    values = re.findall(pattern, text)
+    assert values, f"pattern {pattern!r} not found in the saved outputs"
+    return float(values[-1])
+
+
+def test_the_lessons_own_runs_keep_the_ladders_order():
+    rcnn = _last_float(r"with box regression\s+(\d\.\d{3})", _outputs(_lesson("01")))
+    fast = _last_float(r"mAP@0\.5 on \d+ test images: (\d\.\d{3})", _outputs(_lesson("02")))
+    faster = _last_float(r"approximate joint\s+(\d\.\d{3})", _outputs(_lesson("05")))
+    assert rcnn < fast < faster, (rcnn, fast, faster)
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_lesson_budgets_are_steps_not_minutes(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            for line in cell.source.splitlines():
+                assert not re.search(r"\bminutes\s*=", line) or "FAST" in line, \
+                    f"{path.name}: a budget in minutes gives other numbers on a slower machine: {line}"
