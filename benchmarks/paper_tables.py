@@ -46,8 +46,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # so the lesson can import us and detectors
-from detectors import SS  # noqa: E402  (selective search as in benchmarks/detectors.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # so the lesson can import us
 
 from frcnn_edu.cli import RECIPES  # noqa: E402
 from frcnn_edu.data import ShapesDataset  # noqa: E402
@@ -65,7 +64,10 @@ FAST_RCNN_NET = {k: v for k, v in RECIPE["model"].items() if k != "image_scale"}
 # default (16, 32, 64) by 240 / 160 only when anchor_sizes is not given, so we pass them scaled).
 SIZES, RATIOS = (24, 48, 96), (0.5, 1.0, 2.0)
 STAGEWISE_CLS_SHARE = 0.75   # stage-wise: this share of the steps for the classifier, the rest for box reg
-RCNN_IMAGES = 200            # R-CNN's SVMs learn from this many training images (as detectors.py)
+RCNN_IMAGES = 200            # R-CNN's SVMs learn from this many training images (a CNN pass per region)
+# Selective search for the Fast R-CNN and R-CNN rows: "fast" mode, boxes of at least 6 px (the
+# released code's 20 px scaled to 160-px images), at most 100 per image (benchmarks/ladder.py takes all).
+SS = dict(mode="fast", max_proposals=100, min_size=6)
 SVD_TIMING_IMAGES = 50       # test images timed one at a time (1 thread, best of 3)
 
 # --- what is trained: each model once per seed -----------------------------------------------
@@ -195,9 +197,9 @@ def find_row(table, name):
 
 # --- data ----------------------------------------------------------------------------------------
 def ss_proposals(split, n, cache_dir):
-    """Selective-search boxes (detectors.py's settings) of the first `n` images of `split`.
+    """Selective-search boxes (`SS`) of the first `n` images of `split`.
 
-    The cache holds the whole split (build/cache/ss_<split>.pt, shared with detectors.py); a
+    The cache holds the whole split (build/cache/ss_<split>.pt); a
     shorter run without that cache computes its own images only, uncached.
     """
     full = ShapesDataset(split)

@@ -38,7 +38,7 @@ def _device(name):
     return name
 
 
-# The two settings `train` offers (model kwargs + optimizer); benchmarks/detectors.py uses them too.
+# The two settings `train` offers (model kwargs + optimizer); benchmarks/ladder.py and paper_tables.py use them too.
 RECIPES = {
     "fast": {"model": {"stride": 8, "pooler": "roi_align", "image_scale": 240},
              "optimizer": "adam", "lr": 0.0005},
