@@ -38,7 +38,7 @@ from frcnn_edu.inference import evaluate
 from frcnn_edu.models import shapes_faster_rcnn, shapes_rcnn
 from frcnn_edu.proposals import selective_search_dataset
 from frcnn_edu.results import RESULTS_DIR, format_ladder
-from frcnn_edu.training import fit_rcnn, train_fast_rcnn, train_joint
+from frcnn_edu.training import fit_rcnn, save_atomic, train_fast_rcnn, train_joint
 
 SS = dict(mode="fast", min_size=6)       # lesson 01's and 02's: 20 px * 160 / 500, as R-CNN's 20
 TOP_N = (100, 300, 1000, 2000)
@@ -131,6 +131,16 @@ def run_faster_rcnn(train, test, steps, recipe, probe_every):
     return model, row
 
 
+def reused_rcnn(path, train_images, test_images):
+    """R-CNN's row from an earlier results file, or None when there is none that matches."""
+    if path is None or not Path(path).exists():
+        return None
+    old = json.loads(Path(path).read_text())
+    same = (old["settings"]["train_images"], old["settings"]["test_images"],
+            old["settings"]["selective_search"]) == (train_images, test_images, SS)
+    return old["rcnn"] if same else None
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=1000, help="SGD steps of Fast and Faster R-CNN")
@@ -138,6 +148,10 @@ def main():
     p.add_argument("--probe-every", type=int, default=100, help="score Faster R-CNN every N steps")
     p.add_argument("--cache", default="build/cache", help="folder for selective-search boxes")
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--reuse-rcnn", default=None, metavar="JSON",
+                   help="take R-CNN's row from this earlier results file (it has no SGD steps, so "
+                        "--steps does not change it) when its images and selective search match")
+    p.add_argument("--models", default="build/ladder", help="where the trained models are saved")
     args = p.parse_args()
     recipe = RECIPES["fast"]
     train, test = ShapesDataset("train", num_images=args.train_images), ShapesDataset("test")
@@ -148,12 +162,16 @@ def main():
     print(f"selective search: {ss_s:.0f} s (cached after the first run); "
           f"{sum(map(len, test_props)) / len(test):.0f} boxes per test image")
 
-    _, rcnn = run_rcnn(train, train_props, test, test_props)
+    rcnn = reused_rcnn(args.reuse_rcnn, len(train), len(test))
+    if rcnn is None:
+        _, rcnn = run_rcnn(train, train_props, test, test_props)
     print(f"R-CNN: mAP {rcnn['mAP']:.3f} ({rcnn['train_seconds']:.0f} s)")
-    _, fast = run_fast_rcnn(train, train_props, test, test_props, args.steps, recipe)
+    fast_model, fast = run_fast_rcnn(train, train_props, test, test_props, args.steps, recipe)
     print(f"Fast R-CNN: mAP {fast['mAP']:.3f} ({fast['train_seconds']:.0f} s)")
     faster_model, faster = run_faster_rcnn(train, test, args.steps, recipe, args.probe_every)
     print(f"Faster R-CNN: mAP {faster['mAP']:.3f} ({faster['train_seconds']:.0f} s)")
+    for name, model in (("fast_rcnn", fast_model), ("faster_rcnn", faster_model)):
+        save_atomic(model.state_dict(), Path(args.models) / f"{name}_s{args.steps}.pt")
 
     gt = [test.get_target(i)["boxes"] for i in range(len(test))]
     rpn = rpn_proposals(faster_model, test, max(TOP_N))
