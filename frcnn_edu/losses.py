@@ -21,17 +21,29 @@ contribute no box loss. ``L_loc`` is smooth L1 summed over (x, y, w, h) (Fast R-
 import torch
 import torch.nn.functional as F
 
-__all__ = ["smooth_l1", "rpn_loss", "fast_rcnn_loss"]
+__all__ = ["smooth_l1", "rpn_loss", "fast_rcnn_loss", "NonFiniteError"]
 
 _REDUCTIONS = ("none", "sum", "mean")
 
 
-def _check_finite(**tensors):
-    """Raise ValueError naming the first argument that holds NaN or inf."""
+class NonFiniteError(ValueError):
+    """A loss's input holds NaN or inf. ``term`` names the loss it feeds (e.g. loss_objectness),
+    so the training loop can report the step and the loss, not a tensor name."""
+
+    def __init__(self, message, term=None):
+        super().__init__(message)
+        self.term = term
+
+
+def _check_finite(terms, **tensors):
+    """Raise NonFiniteError naming the first argument that holds NaN or inf and, from `terms`
+    ({argument: loss term}), the loss term it feeds."""
     for name, t in tensors.items():
         if not torch.isfinite(t).all():
-            raise ValueError(f"{name} contains NaN or inf; check the inputs that produced it "
-                             "(a diverging model, a degenerate box, a log of 0)")
+            term = terms.get(name)
+            where = f"{term}: its input {name}" if term else name
+            raise NonFiniteError(f"{where} contains NaN or inf; check the inputs that produced it "
+                                 "(a diverging model, a degenerate box, a log of 0)", term)
 
 
 def _check_shape(t, shape, name):
@@ -52,6 +64,9 @@ def smooth_l1(input, target, beta=1.0, reduction="sum"):
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
+    if input.shape != target.shape:  # broadcasting would silently pair the wrong coordinates
+        raise ValueError(f"input and target must have the same shape, got {list(input.shape)} "
+                         f"and {list(target.shape)}")
     diff = (input - target).abs()
     if beta == 0:
         loss = diff
@@ -72,7 +87,8 @@ def rpn_loss(pred_objectness, pred_deltas, labels, gt_deltas, n_cls=256, n_reg=N
         cross-entropy is the 2-class log loss L_cls.
     pred_deltas, gt_deltas: [A, 4] (tx, ty, tw, th) predictions and targets (eq. 2).
     labels: [A] int in {1, 0, -1}: p_i* = 1 positive, 0 negative, -1 not in the mini-batch
-        (the output of ``matching.sample_labels``).
+        (the output of ``matching.sample_labels``). Any other value (e.g. a fractional soft
+        label) is refused: eq. 1's p_i* is a hard 0/1 label.
     A batch of images may be flattened (anchors of all images concatenated); then pass totals:
     ``n_cls = 256 * num_images``; the default n_reg already counts locations of all images.
 
@@ -96,10 +112,12 @@ def rpn_loss(pred_objectness, pred_deltas, labels, gt_deltas, n_cls=256, n_reg=N
     _check_shape(pred_objectness, (A,), "pred_objectness")
     _check_shape(pred_deltas, (A, 4), "pred_deltas")
     _check_shape(gt_deltas, (A, 4), "gt_deltas")
-    if ((labels < -1) | (labels > 1)).any():
+    if ((labels != -1) & (labels != 0) & (labels != 1)).any():  # hard labels: no soft targets
         raise ValueError("labels must hold 1 (positive), 0 (negative) or -1 (ignored); "
                          f"got values {labels.unique().tolist()}")
-    _check_finite(pred_objectness=pred_objectness, pred_deltas=pred_deltas, gt_deltas=gt_deltas)
+    _check_finite({"pred_objectness": "loss_objectness", "pred_deltas": "loss_rpn_box_reg",
+                   "gt_deltas": "loss_rpn_box_reg"},
+                  pred_objectness=pred_objectness, pred_deltas=pred_deltas, gt_deltas=gt_deltas)
 
     sampled = labels >= 0
     positive = labels == 1
@@ -137,7 +155,9 @@ def fast_rcnn_loss(class_logits, box_regression, labels, gt_deltas, lam=1.0, bet
     if ((labels < 0) | (labels >= num_classes)).any():
         raise ValueError(f"labels must lie in 0..{num_classes - 1} (0 = background, K = "
                          f"{num_classes - 1} classes), got values {labels.unique().tolist()}")
-    _check_finite(class_logits=class_logits, box_regression=box_regression, gt_deltas=gt_deltas)
+    _check_finite({"class_logits": "loss_classifier", "box_regression": "loss_box_reg",
+                   "gt_deltas": "loss_box_reg"},
+                  class_logits=class_logits, box_regression=box_regression, gt_deltas=gt_deltas)
 
     labels = labels.long()
     if R == 0:  # no RoIs: zero losses that still carry the graph (cross-entropy of nothing is NaN)

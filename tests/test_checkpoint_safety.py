@@ -106,5 +106,7 @@ def test_resume_maps_the_rng_state_to_the_cpu_on_any_device(tmp_path, device):
     # torch.set_rng_state needs a CPU ByteTensor
     state = load_checkpoint(tmp_path, tiny_model(), map_location=device)
     assert state["step"] == 2
-    hist = train(tiny_model(), data, steps=4, progress=False, out=tmp_path, device=device)
-    assert len(hist) == 2  # finished at 2: the budget stored in the checkpoint wins
+    hist = train(tiny_model(), data, steps=2, progress=False, out=tmp_path, device=device)
+    assert len(hist) == 2  # finished: the resume restores the RNG on `device` and returns
+    with pytest.raises(ValueError, match=r"finished run .*budget 'steps=2' -> 'steps=4'"):
+        train(tiny_model(), data, steps=4, progress=False, out=tmp_path, device=device)

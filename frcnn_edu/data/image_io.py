@@ -39,11 +39,32 @@ def save_image(image, path) -> tuple:
     return arr.shape[:2]
 
 
+# PIL modes of one-channel images deeper than 8 bits, and the value of their white
+_DEEP_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0,
+               "I": 65535.0}
+
+
 def load_image(path) -> torch.Tensor:
-    """Read an image file as float32 [3, H, W] in [0, 1] (RGB)."""
+    """Read an image file as float32 [3, H, W] in [0, 1] (RGB).
+
+    8-bit files are divided by 255. A 16-bit grey file (a PNG opens in PIL's mode "I;16" or "I")
+    is divided by 65535 and repeated over the three channels: PIL's own conversion to RGB clips
+    its values at 255, which turns almost every pixel white. A 32-bit integer file ("I") whose
+    values pass 65535 is refused, as its white level is unknown.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     with Image.open(path) as im:
+        if im.mode in _DEEP_MODES:
+            arr = np.asarray(im).astype(np.float64)
+            if arr.max(initial=0) > _DEEP_MODES[im.mode] or arr.min(initial=0) < 0:
+                raise ValueError(f"{path}: a {im.mode} image with values in [{arr.min():g}, "
+                                 f"{arr.max():g}]; expected 0..65535 (16 bits)")
+            grey = torch.from_numpy(arr / _DEEP_MODES[im.mode]).float()
+            return grey[None].expand(3, -1, -1).contiguous()
+        if im.mode == "F":
+            raise ValueError(f"{path}: a floating-point (mode F) image has no fixed white level; "
+                             "convert it to 8 or 16 bits")
         arr = np.asarray(im.convert("RGB"))
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)

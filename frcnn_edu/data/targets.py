@@ -27,24 +27,47 @@ def collate_fn(batch):
     return images, targets
 
 
-def check_target(target, image_size=None, num_classes=None, name="target") -> dict:
+def check_target(target, image_size=None, num_classes=None, name="target", clip=False) -> dict:
     """Validate a target dict; raise ValueError naming the bad field. Returns `target`.
 
-    Checks: ``boxes`` is a float tensor [G, 4], finite, with x2 > x1 and y2 > y1 (and inside
-    ``image_size`` = (H, W) when given); ``labels`` is an int64 tensor [G] in 1..num_classes-1
-    when ``num_classes`` (K + 1, background included) is given.
+    Checks: ``boxes`` is a float tensor [G, 4], finite, with x2 > x1 and y2 > y1; ``labels`` is
+    an int64 tensor [G] in 1..num_classes-1 when ``num_classes`` (K + 1, background included)
+    is given. With ``image_size`` = (H, W) the boxes must also lie inside the image (within
+    1e-3 pixel): a box outside it is an error by default, since training on it teaches the
+    regressor to point off the image and usually means a wrong annotation or a mix-up of
+    (x, y, w, h) and (x1, y1, x2, y2). ``clip=True`` clips such boxes to the image instead and
+    returns a new dict (`target` itself is not modified); a box left empty by the clip is
+    still an error. ``image_size = (inf, inf)`` checks only for negative coordinates.
     """
     if not isinstance(target, dict):
         raise TypeError(f"{name} must be a dict with 'boxes' and 'labels', got {type(target).__name__}")
     for key in ("boxes", "labels"):
         if key not in target:
             raise ValueError(f"{name} needs a '{key}' entry; it has {sorted(target)}")
-    _check_boxes(target["boxes"], f"{name}['boxes']", image_size)
+    boxes = target["boxes"]
+    _check_boxes(boxes, f"{name}['boxes']")
+    if image_size is not None and len(boxes) and _outside(boxes, image_size).any():
+        if not clip:
+            i = int(_outside(boxes, image_size).nonzero()[0])
+            raise ValueError(f"{name}['boxes'][{i}] = {boxes[i].tolist()} must lie inside the image "
+                             f"of size (H, W) = {tuple(image_size)}; fix the annotation, or clip "
+                             "the boxes to the image (clip=True)")
+        h, w = image_size
+        boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
+                             boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], 1)
+        _check_boxes(boxes, f"{name}['boxes'] clipped to the image {tuple(image_size)}")
+        target = dict(target, boxes=boxes)
     _check_labels(target["labels"], f"{name}['labels']", len(target["boxes"]), num_classes)
     return target
 
 
-def _check_boxes(boxes, name, image_size=None) -> None:
+def _outside(boxes, image_size, tol=1e-3):
+    """[G] bool: the box reaches past the image's borders by more than `tol` pixels."""
+    h, w = image_size
+    return ((boxes[:, :2] < -tol).any(1) | (boxes[:, 2] > w + tol) | (boxes[:, 3] > h + tol))
+
+
+def _check_boxes(boxes, name) -> None:
     if not torch.is_tensor(boxes) or not boxes.is_floating_point():
         raise ValueError(f"{name} must be a float tensor [G, 4], got "
                          f"{getattr(boxes, 'dtype', type(boxes).__name__)}")
@@ -57,11 +80,6 @@ def _check_boxes(boxes, name, image_size=None) -> None:
         i = int(bad[0])
         raise ValueError(f"{name}: degenerate box at index {i}: {boxes[i].tolist()} "
                          "(need x2 > x1 and y2 > y1, boxes are (x1, y1, x2, y2))")
-    if image_size is not None and len(boxes):
-        h, w = image_size
-        lo, hi = boxes.min(), torch.maximum(boxes[:, 2::2].max() - w, boxes[:, 1::2].max() - h)
-        if lo < 0 or hi > 1e-3:
-            raise ValueError(f"{name} must lie inside the image of size (H, W) = {(h, w)}")
 
 
 def _check_labels(labels, name, num_boxes, num_classes=None) -> None:

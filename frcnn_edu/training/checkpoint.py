@@ -26,6 +26,16 @@ def save_atomic(obj, path):
     tmp.replace(path)
 
 
+def write_text_atomic(text, path):
+    """Write `text` to `path` through a temporary file and a rename, like `save_atomic`: a
+    reader (or a kill mid-write) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def load_weights(path, map_location="cpu"):
     """torch.load with weights_only=True, so a crafted pickle is refused and runs nothing.
 
@@ -47,19 +57,30 @@ def save_checkpoint(folder, model, optimizer, state):
     save_atomic(payload, Path(folder) / CHECKPOINT)
 
 
-def load_checkpoint(folder, model=None, optimizer=None, map_location="cpu"):
-    """Read folder/checkpoint.pt into model/optimizer (when given) and restore the RNG.
-
-    Returns the training state (step, epoch, history, ...), or None when the folder holds no
-    checkpoint yet.
-    """
+def read_checkpoint(folder, map_location="cpu"):
+    """The whole payload of folder/checkpoint.pt (weights, optimizer, RNG and training state),
+    or None when there is none yet. Reads only: a resume compares its settings with the stored
+    ones (`training.loop.check_resume`) before anything is loaded or written."""
     path = Path(folder) / CHECKPOINT
-    if not path.exists():
-        return None
-    payload = load_weights(path, map_location)
+    return load_weights(path, map_location) if path.exists() else None
+
+
+def restore_checkpoint(payload, model=None, optimizer=None):
+    """Load a `read_checkpoint` payload into model/optimizer (when given) and restore the RNG;
+    returns the training state (step, epoch, history, settings, ...)."""
     if model is not None:
         model.load_state_dict(payload["model"])
     if optimizer is not None and payload.get("optimizer") is not None:
         optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["rng"].cpu())  # the CPU generator's state, wherever the model is
     return {k: v for k, v in payload.items() if k not in ("model", "optimizer", "rng")}
+
+
+def load_checkpoint(folder, model=None, optimizer=None, map_location="cpu"):
+    """Read folder/checkpoint.pt into model/optimizer (when given) and restore the RNG.
+
+    Returns the training state (step, epoch, history, ...), or None when the folder holds no
+    checkpoint yet.
+    """
+    payload = read_checkpoint(folder, map_location)
+    return None if payload is None else restore_checkpoint(payload, model, optimizer)

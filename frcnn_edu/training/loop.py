@@ -8,17 +8,28 @@ warm-up (so a from-scratch head does not diverge in its first steps), a progress
 history, a NaN check that names the step and the loss, and a checkpoint after every epoch that a
 second call with the same `out` folder resumes from.
 
+A resume must continue the same run: the checkpoint stores the settings that shape the run (the
+budget, the optimizer and its hyper-parameters, batch size, seed, warm-up, drops, flips) as plain
+values, and a call with other settings is refused, naming each one (old -> new), before anything
+is loaded or written. A finished run is not extended by a larger budget: its schedule (the
+learning-rate drop at 75 % of the budget) was spent on the old one, so more steps would not be
+the run that a fresh call with the larger budget trains. It says it is finished instead.
+
 Shape key:
     B  images per step (the paper's N = 2 for Fast R-CNN, 1 for the RPN)
 """
+import math
+import numbers
 import time
+import warnings
 
 import torch
 from tqdm.auto import tqdm
 
 from ..data.transforms import RandomHorizontalFlip
-from ..models.batching import check_targets
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..losses import NonFiniteError
+from ..models.batching import check_image, check_targets
+from .checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint
 
 
 def default_forward(model, images, targets):
@@ -26,13 +37,42 @@ def default_forward(model, images, targets):
 
 
 def check_dataset(dataset, num_classes):
-    """Validate every target once, before the first step (bad data fails fast and clearly)."""
+    """Validate every item once, before the first step (bad data fails fast and clearly).
+
+    Each image must be a finite float32 [3, H, W] tensor and each target must hold its boxes
+    inside its image (no clipping here: clip when reading, e.g. ``VOCDataset(..., clip=True)``,
+    ``read_coco(..., clip=True)`` or ``check_target(target, image_size, clip=True)``). Images
+    whose pixels look like 0-255 get one warning for the whole dataset.
+    """
+    looks_255 = []
     for i in range(len(dataset)):
-        _, target = dataset[i]
+        image, target = dataset[i]
         try:
-            check_targets([target], num_classes, 1)
-        except ValueError as e:
-            raise ValueError(f"dataset item {i}: {e}") from None
+            if check_image(image, "its image", warn=False) > 1.5:
+                looks_255.append(i)
+            check_targets([target], num_classes, 1, image_sizes=[tuple(image.shape[-2:])])
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"dataset item {i}: {e}") from None
+    if looks_255:
+        warnings.warn(f"{len(looks_255)} of {len(dataset)} dataset images (first: item "
+                      f"{looks_255[0]}) have pixel values above 1.5: they look like 0-255; "
+                      "divide them by 255 (the model expects [0, 1])", stacklevel=2)
+
+
+def check_budget(steps=None, epochs=None, minutes=None):
+    """Exactly one budget, and a positive one: whole steps or epochs >= 1, minutes > 0."""
+    given = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("minutes", minutes))
+             if v is not None}
+    if len(given) != 1:
+        raise ValueError("give exactly one budget: steps=, epochs= or minutes=")
+    (name, value), = given.items()
+    if name == "minutes":
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or \
+                not math.isfinite(value) or value <= 0:
+            raise ValueError(f"minutes must be a positive, finite number of minutes, got {value!r}")
+    elif not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return name, value
 
 
 def epoch_order(n, seed, epoch):
@@ -53,8 +93,22 @@ def _batches(dataset, batch_size, seed, epoch, flip):
     flipper = RandomHorizontalFlip(0.5 if flip else 0.0,
                                    generator=torch.Generator().manual_seed(seed * 7919 + epoch))
     for start in range(0, len(order) - batch_size + 1, batch_size):
-        items = [flipper(*dataset[i]) for i in order[start:start + batch_size]]
-        yield [img for img, _ in items], [t for _, t in items]
+        indices = order[start:start + batch_size]
+        items = [flipper(*dataset[i]) for i in indices]
+        yield indices, [img for img, _ in items], [t for _, t in items]
+
+
+def _check_batch(images, indices, step):
+    """NaN or inf pixels are an input problem: name the dataset item, not the loss."""
+    for img, i in zip(images, indices):
+        if torch.is_tensor(img) and img.is_floating_point() and not torch.isfinite(img).all():
+            raise ValueError(f"training stopped at step {step}: dataset item {i} holds NaN or inf "
+                             "pixels; that is an input problem (the file or a transform), not a "
+                             "diverging model: fix or drop that image")
+
+
+# the loss term each RPN output feeds (the proposal layer checks them before any loss is computed)
+_TERM_OF_OUTPUT = {"objectness": "loss_objectness", "deltas": "loss_rpn_box_reg"}
 
 
 def _step(model, optimizer, forward, images, targets, step, lr):
@@ -62,9 +116,17 @@ def _step(model, optimizer, forward, images, targets, step, lr):
         group["lr"] = lr
     try:
         losses = forward(model, images, targets)
+    except NonFiniteError as e:  # a loss's input (a model output) became NaN or inf
+        raise FloatingPointError(f"training stopped at step {step}: {e}; the training diverged: "
+                                 f"lower the learning rate (now {lr:.3g})") from e
     except ValueError as e:
-        if "NaN" in str(e):
-            raise FloatingPointError(f"training stopped at step {step}: {e}") from e
+        if "NaN" in str(e):  # e.g. the RPN's proposal layer, which runs before the losses
+            output = str(e).split(" ", 1)[0]
+            term = _TERM_OF_OUTPUT.get(output)
+            what = f"{term}: its input, the RPN's {output}," if term else output
+            raise FloatingPointError(f"training stopped at step {step}: {what} contains NaN or "
+                                     "inf; the training diverged: lower the learning rate "
+                                     f"(now {lr:.3g})") from e
         raise
     for name, value in losses.items():
         if not torch.isfinite(value):
@@ -91,8 +153,7 @@ def make_optimizer(params, name, lr, momentum, weight_decay):
 
 def _plan(steps, epochs, minutes, steps_per_epoch):
     """Total steps of a steps or epochs budget; None for minutes (the clock decides)."""
-    if sum(x is not None for x in (steps, epochs, minutes)) != 1:
-        raise ValueError("give exactly one budget: steps=, epochs= or minutes=")
+    check_budget(steps, epochs, minutes)
     if steps_per_epoch == 0:
         raise ValueError("the dataset holds fewer images than batch_size")
     if minutes is not None:
@@ -115,8 +176,44 @@ def _progress(state, total, minutes, elapsed):
 
 
 def _to(device, images, targets):
+    """Images and targets on `device`; float64/float16 target boxes become float32, as
+    torchvision accepts any float boxes (the model computes in float32)."""
+    def move(k, v):
+        if not torch.is_tensor(v):
+            return v
+        if k in ("boxes", "proposals") and v.is_floating_point():
+            return v.to(device, torch.float32)
+        return v.to(device)
     return ([img.to(device) for img in images],
-            [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets])
+            [{k: move(k, v) for k, v in t.items()} for t in targets])
+
+
+def run_settings(steps, epochs, minutes, optimizer, lr, momentum, weight_decay, batch_size,
+                 seed, warmup, lr_drops, flip):
+    """The settings that shape a run, as plain values (stored in the checkpoint)."""
+    kind, value = check_budget(steps, epochs, minutes)
+    settings = {"budget": f"{kind}={value}", "optimizer": optimizer, "lr": float(lr)}
+    if optimizer == "sgd":  # Adam uses neither (see make_optimizer)
+        settings.update(momentum=float(momentum), weight_decay=float(weight_decay))
+    settings.update(batch_size=int(batch_size), seed=int(seed), warmup=int(warmup),
+                    lr_drops=[float(d) for d in lr_drops], flip=bool(flip))
+    return settings
+
+
+def check_resume(stored, settings, out, state):
+    """Refuse to resume `out` with settings other than its own (ValueError naming each)."""
+    if stored is None:  # a checkpoint from before settings were stored: nothing to compare
+        return
+    diff = [f"{k} {stored.get(k)!r} -> {settings.get(k)!r}"
+            for k in sorted(set(stored) | set(settings)) if stored.get(k) != settings.get(k)]
+    if not diff:
+        return
+    finished = state["total_steps"] is not None and state["step"] >= state["total_steps"]
+    what = (f"holds a finished run ({state['step']} steps); a finished run is not extended"
+            if finished else f"holds a run stopped at step {state['step']}")
+    raise ValueError(f"{out} {what}, and its settings differ: {'; '.join(diff)}. Train into a new "
+                     "out folder, or call again with the same settings to resume or read it "
+                     f"(nothing in {out} was changed)")
 
 
 def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2, lr=0.01,
@@ -126,19 +223,27 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
     """Train `model` on `dataset` for a budget of steps, epochs or minutes; returns the history.
 
     The history is a list of dicts, one per step: step, epoch, lr, time (seconds of training so
-    far), loss (the sum) and each named loss. With `out`, a checkpoint is written after every
-    epoch and at the end; calling again with the same `out` resumes (or returns at once when
-    the run had finished). `params` restricts what is trained (4-step training freezes layers).
+    far, over all resumed runs), loss (the sum) and each named loss. With `out`, a checkpoint is
+    written after every epoch and at the end; calling again with the same `out` and the same
+    settings resumes (or returns at once when the run had finished); other settings (another
+    budget, optimizer or hyper-parameter) raise a ValueError naming them, before anything in
+    `out` or the model is touched. The budget must be positive. `params` restricts what is trained (4-step training freezes layers).
     `optimizer` is "sgd" (the papers' SGD with momentum) or "adam" (lr ~5e-4). With `minutes`
     the clock schedules the run: the learning rate drops after `lr_drops` of the time and the
     last step starts before the minutes are spent.
     """
+    settings = run_settings(steps, epochs, minutes, optimizer, lr, momentum, weight_decay,
+                            batch_size, seed, warmup, lr_drops, flip)
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    payload = read_checkpoint(out, map_location=device) if out else None
+    if payload is not None:  # compare first: a refused resume touches neither model nor folder
+        check_resume(payload.get("settings"), settings, out, payload)
     model.to(device).train()
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     optimizer = make_optimizer(params, optimizer, lr, momentum, weight_decay)
-    state = load_checkpoint(out, model, optimizer, map_location=device) if out else None
+    state = restore_checkpoint(payload, model, optimizer) if payload is not None else None
     state = state or {"step": 0, "epoch": 0, "total_steps": None, "history": [], "elapsed": 0.0}
+    state["settings"] = settings
     per_epoch = len(dataset) // batch_size
     total = state["total_steps"] or _plan(steps, epochs, minutes, per_epoch)
     bar = tqdm(total=total, initial=state["step"], desc=desc, disable=not progress, leave=False)
@@ -146,10 +251,11 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
     since = (state["step"], state["elapsed"])  # where the bar's estimate is timed from
     finished = state["total_steps"] is not None and state["step"] >= state["total_steps"]
     while not finished:
-        for images, targets in _batches(dataset, batch_size, seed, state["epoch"], flip):
+        for indices, images, targets in _batches(dataset, batch_size, seed, state["epoch"], flip):
             done = _progress(state, total, minutes, time.perf_counter() - started)
             if done >= 1:
                 break
+            _check_batch(images, indices, state["step"])
             rate = lr_at(state["step"], done, lr, warmup, lr_drops)
             record = _step(model, optimizer, forward, *_to(device, images, targets), state["step"], rate)
             state["step"] += 1

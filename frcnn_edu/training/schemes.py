@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .loop import check_dataset, train
+from .loop import check_budget, check_dataset, train
 
 # Share of the budget each of the four steps gets. The shared conv layers learn in step 2 only
 # (step 1's copy is thrown away, steps 3 and 4 freeze them), so on a budget of minutes step 2
@@ -45,6 +45,7 @@ def _budget(minutes, steps, share):
 
 def train_joint(model, dataset, *, minutes=None, steps=None, epochs=None, out=None, **kwargs):
     """Approximate joint training: `train` on the sum of the four losses."""
+    check_budget(steps, epochs, minutes)
     check_dataset(dataset, model.num_classes)
     return train(model, dataset, minutes=minutes, steps=steps, epochs=epochs,
                  out=_sub(out, "joint"), desc="joint", **kwargs)
@@ -79,6 +80,7 @@ def train_fast_rcnn(model, dataset, proposals, *, minutes=None, steps=None, epoc
     Each step takes N = 2 images (batch_size=2) and samples R / N = 64 RoIs from each (set by
     the model's rois_per_image), a quarter of them foreground.
     """
+    check_budget(steps, epochs, minutes)
     check_dataset(dataset, model.num_classes)
     return train(model, WithProposals(dataset, proposals), forward=_on_external_proposals,
                  minutes=minutes, steps=steps, epochs=epochs, out=_sub(out, "fast_rcnn"),
@@ -134,6 +136,7 @@ def train_four_step(make_model, dataset, *, minutes=None, steps=None, out=None,
     """
     if (minutes is None) == (steps is None):
         raise ValueError("give exactly one budget: minutes= or steps=")
+    check_budget(steps=steps, minutes=minutes)  # positive, before any model is built
     rpn_model, detector = make_model(), make_model()
     check_dataset(dataset, detector.num_classes)
     hist = {}
