@@ -153,7 +153,10 @@ def _class_detections(preds, gts, cls):
     Returns scores [D], image index [D], best IoU [D] (-1 when the image has no gt of the class),
     best gt index within the image's class-``cls`` boxes [D], per-image difficult flags, npos.
     """
-    scores, image_ids, best_iou, best_gt, difficult = [], [], [], [], []
+    # empty first entries: no images at all ([] predictions) still concatenates to [0] tensors
+    scores, image_ids = [torch.zeros(0, dtype=torch.float64)], [torch.zeros(0, dtype=torch.int64)]
+    best_iou, best_gt = [torch.zeros(0, dtype=torch.float64)], [torch.zeros(0, dtype=torch.int64)]
+    difficult = []
     for i, (pred, gt) in enumerate(zip(preds, gts)):
         det, keep_gt = pred["labels"] == cls, gt["labels"] == cls
         det_boxes, gt_boxes = pred["boxes"][det], gt["boxes"][keep_gt]

@@ -4,9 +4,11 @@
 
 ``ShapesDataset`` draws the synthetic shapes images (no download); ``transforms`` holds the flip
 and the papers' shorter-side resize; ``voc``, ``coco`` and ``pennfudan`` read and write real
-formats (downloads only through the explicit ``download_*`` functions).
+formats (downloads only through the explicit ``download_*`` functions: https, a checksum, safe
+extraction; see ``download``). A malformed annotation file raises ``AnnotationError``.
 """
 from .coco import COCODataset, CocoAnnotations, read_coco, write_coco
+from .errors import AnnotationError
 from .pennfudan import PENNFUDAN_CLASSES, PennFudanDataset, download_pennfudan
 from .shapes import CLASSES, ShapesDataset, render_shapes_image
 from .targets import check_target, collate_fn
@@ -18,5 +20,5 @@ __all__ = [
     "Compose", "RandomHorizontalFlip", "ResizeShorterSide",
     "VOC_CLASSES", "VOCDataset", "write_voc", "read_voc_annotation", "download_voc",
     "COCODataset", "CocoAnnotations", "read_coco", "write_coco",
-    "PENNFUDAN_CLASSES", "PennFudanDataset", "download_pennfudan",
+    "PENNFUDAN_CLASSES", "PennFudanDataset", "download_pennfudan", "AnnotationError",
 ]

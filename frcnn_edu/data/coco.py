@@ -5,6 +5,9 @@ A COCO ``bbox`` is ``[x, y, width, height]`` with (x, y) the top-left corner, in
 continuous pixel coordinates as ours, so ``(x1, y1, x2, y2) = (x, y, x + w, y + h)``.
 Category ids are 1-based and may have gaps (COCO uses 1..90 for 80 classes); reading maps them,
 sorted, to contiguous labels 1..K. Writing uses ``category_id = label`` (our labels are 1..K).
+A box must lie inside its image's ``width`` x ``height``: an error by default, clipped with
+``clip=True``. Every malformed file (invalid JSON, a missing key, a bbox that is not four
+numbers) raises `AnnotationError` naming the file, the key and what was expected.
 
 Shape key:
     G  objects in one image
@@ -13,11 +16,14 @@ Shape key:
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
+from .errors import AnnotationError
 from .image_io import load_image, save_image
 from .shapes import CLASSES
 from .targets import check_target
@@ -67,39 +73,89 @@ class CocoAnnotations(NamedTuple):
     category_ids: tuple
 
 
-def _coco_box(ann, skip_degenerate: bool):
-    x, y, w, h = (float(v) for v in ann["bbox"])
+def _load(path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AnnotationError(path, "JSON", f"not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise AnnotationError(path, "top level", f"a {type(data).__name__}; expected an object "
+                              "with 'images', 'annotations' and 'categories'")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise AnnotationError(path, f"'{key}'", "missing or not a list; a COCO detection file "
+                                  "needs 'images', 'annotations' and 'categories' lists")
+    return data
+
+
+def _field(path, record, key, where, kind=numbers.Real):
+    """record[key], which must exist and be of `kind` (a number by default)."""
+    if not isinstance(record, dict) or key not in record:
+        raise AnnotationError(path, f"{where}['{key}']", "missing")
+    value = record[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise AnnotationError(path, f"{where}['{key}']",
+                              f"is {value!r}; expected a {getattr(kind, '__name__', 'value')}")
+    return value
+
+
+def _coco_box(path, ann, where, skip_degenerate: bool):
+    bbox = _field(path, ann, "bbox", where, list)
+    if len(bbox) != 4 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in bbox):
+        raise AnnotationError(path, f"{where}['bbox']", f"is {bbox!r}; expected [x, y, width, "
+                              "height], four numbers")
+    x, y, w, h = (float(v) for v in bbox)
     if w > 0 and h > 0:
         return [x, y, x + w, y + h]
     if skip_degenerate:
         return None
-    raise ValueError(f"annotation id {ann.get('id')}: bbox [x, y, w, h] = {ann['bbox']} has "
-                     "w <= 0 or h <= 0; pass skip_degenerate=True to leave such boxes out")
+    raise AnnotationError(path, f"annotation id {ann.get('id')}: bbox [x, y, w, h] = {bbox}",
+                          "has w <= 0 or h <= 0; pass skip_degenerate=True to leave such boxes out")
 
 
-def read_coco(json_path, skip_degenerate=False) -> CocoAnnotations:
+def read_coco(json_path, skip_degenerate=False, clip=False) -> CocoAnnotations:
     """Read a COCO detection JSON -> `CocoAnnotations`; targets hold boxes float32 [G, 4]
-    (x1, y1, x2, y2), labels int64 [G] in 1..K, image_id int64 (COCO id), area, iscrowd."""
-    data = json.loads(Path(json_path).read_text())
+    (x1, y1, x2, y2), labels int64 [G] in 1..K, image_id int64 (COCO id), area, iscrowd.
+
+    Boxes must lie inside their image (``width``, ``height`` of its record); ``clip=True`` clips
+    them instead. A malformed file raises `AnnotationError` (a ValueError)."""
+    data = _load(json_path)
+    for k, c in enumerate(data["categories"]):
+        _field(json_path, c, "id", f"categories[{k}]", numbers.Integral)
+        _field(json_path, c, "name", f"categories[{k}]", str)
     cats = sorted(data["categories"], key=lambda c: c["id"])
     label_of = {c["id"]: k + 1 for k, c in enumerate(cats)}
-    per_image = {img["id"]: [] for img in data["images"]}
-    for ann in data["annotations"]:
-        if ann["category_id"] not in label_of:
-            raise ValueError(f"annotation id {ann.get('id')}: category_id {ann['category_id']} "
-                             "is not listed in 'categories'")
-        if ann["image_id"] not in per_image:
-            raise ValueError(f"annotation id {ann.get('id')}: image_id {ann['image_id']} is not "
-                             "listed in 'images'")
-        box = _coco_box(ann, skip_degenerate)
+    per_image = {}
+    for k, img in enumerate(data["images"]):
+        per_image[_field(json_path, img, "id", f"images[{k}]", numbers.Integral)] = []
+        _field(json_path, img, "file_name", f"images[{k}]", str)
+    for k, ann in enumerate(data["annotations"]):
+        where = f"annotations[{k}] (id {ann.get('id') if isinstance(ann, dict) else None})"
+        category = _field(json_path, ann, "category_id", where, numbers.Integral)
+        image_id = _field(json_path, ann, "image_id", where, numbers.Integral)
+        if category not in label_of:
+            raise AnnotationError(json_path, f"annotation id {ann.get('id')}: category_id {category}",
+                                  "is not listed in 'categories'")
+        if image_id not in per_image:
+            raise AnnotationError(json_path, f"annotation id {ann.get('id')}: image_id {image_id}",
+                                  "is not listed in 'images'")
+        box = _coco_box(json_path, ann, where, skip_degenerate)
         if box is not None:
-            per_image[ann["image_id"]].append((box, label_of[ann["category_id"]], ann))
-    targets = [_target(img["id"], per_image[img["id"]]) for img in data["images"]]
+            per_image[image_id].append((box, label_of[category], ann))
+    targets = [_target(json_path, img, per_image[img["id"]], clip) for img in data["images"]]
     names = ("__background__",) + tuple(c["name"] for c in cats)
     return CocoAnnotations(data["images"], targets, names, tuple(c["id"] for c in cats))
 
 
-def _target(image_id: int, objects: list) -> dict:
+def _image_size(img):
+    """(H, W) of an image record, or (inf, inf) (negative coordinates only) when not given."""
+    h, w = img.get("height"), img.get("width")
+    ok = all(isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0 for v in (h, w))
+    return (h, w) if ok else (math.inf, math.inf)
+
+
+def _target(path, img: dict, objects: list, clip: bool) -> dict:
+    image_id = img["id"]
     boxes = torch.tensor([o[0] for o in objects], dtype=torch.float32).reshape(-1, 4)
     target = dict(boxes=boxes, labels=torch.tensor([o[1] for o in objects], dtype=torch.int64),
                   image_id=torch.tensor(image_id, dtype=torch.int64),
@@ -107,7 +163,11 @@ def _target(image_id: int, objects: list) -> dict:
                                     dtype=torch.float32),
                   iscrowd=torch.tensor([int(o[2].get("iscrowd", 0)) for o in objects],
                                        dtype=torch.int64))
-    return check_target(target, name=f"annotations of image {image_id}")
+    try:
+        return check_target(target, image_size=_image_size(img), clip=clip,
+                            name=f"annotations of image {image_id}")
+    except ValueError as e:
+        raise AnnotationError(path, f"image id {image_id}", str(e)) from None
 
 
 class COCODataset(torch.utils.data.Dataset):
@@ -117,9 +177,9 @@ class COCODataset(torch.utils.data.Dataset):
     ``iscrowd = 1``; filter them for training if you wish (COCO's evaluation ignores them).
     """
 
-    def __init__(self, image_dir, json_path, transforms=None, skip_degenerate=False):
+    def __init__(self, image_dir, json_path, transforms=None, skip_degenerate=False, clip=False):
         self.image_dir, self.transforms = Path(image_dir), transforms
-        self.annotations = read_coco(json_path, skip_degenerate)
+        self.annotations = read_coco(json_path, skip_degenerate, clip)
         self.classes = self.annotations.class_names
         self.num_classes = len(self.classes)
 

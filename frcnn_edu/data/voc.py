@@ -11,6 +11,9 @@ Coordinates: VOC's ``xmin .. xmax`` are 1-based pixel indices, both ends include
 covers the continuous interval ``[xmin - 1, xmax]``. In this library (width ``x2 - x1``, no +1)
 that is ``x1 = xmin - 1, x2 = xmax`` (same for y). ``difficult`` objects are kept, flagged in
 ``target["difficult"]``, and ignored by the VOC metric (neither true nor false positives).
+As in the devkit, ``<difficult>`` reads "1" or "0" (a missing element means 0); any other text is
+an error. A box must lie inside the ``<size>`` of its image: an error by default, clipped to it
+with ``clip=True``. Every malformed file raises `AnnotationError` naming the file and element.
 
 Shape key:
     G  objects in one image
@@ -18,12 +21,14 @@ Shape key:
 """
 from __future__ import annotations
 
-import urllib.request
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import torch
 
+from .download import download_file, extract_tar
+from .errors import AnnotationError
 from .image_io import load_image, save_image
 from .shapes import CLASSES
 from .targets import check_target
@@ -96,30 +101,81 @@ def write_voc(items, root, class_names=CLASSES, split="train", image_format="jpg
     return ids
 
 
-def read_voc_annotation(path, class_names=VOC_CLASSES, keep_difficult=True) -> dict:
+def _parse(path):
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise AnnotationError(path, "XML", f"not well-formed ({e}); expected a VOC <annotation> "
+                              "file") from None
+    if root.tag != "annotation":
+        raise AnnotationError(path, f"<{root.tag}>", "expected the root element <annotation>")
+    return root
+
+
+def _number(path, element, tag, where):
+    text = element.findtext(tag)
+    if text is None:
+        raise AnnotationError(path, f"{where}/<{tag}>", "missing; expected a number")
+    try:
+        return float(text)
+    except ValueError:
+        raise AnnotationError(path, f"{where}/<{tag}>", f"is {text!r}; expected a number") from None
+
+
+def _difficult(path, obj, where):
+    """The devkit's flag: "1" or "0"; a missing <difficult> is 0 (VOC 2012 test omits it)."""
+    text = obj.findtext("difficult")
+    if text is None:
+        return False
+    if text.strip() not in ("0", "1"):
+        raise AnnotationError(path, f"{where}/<difficult>", f"is {text!r}; expected 1 or 0")
+    return text.strip() == "1"
+
+
+def _image_size(path, root):
+    size = root.find("size")
+    if size is None:
+        return None
+    hw = tuple(_number(path, size, tag, "<size>") for tag in ("height", "width"))
+    if min(hw) <= 0:
+        raise AnnotationError(path, "<size>", f"height and width are {hw}; expected positive numbers")
+    return tuple(int(v) for v in hw)
+
+
+def read_voc_annotation(path, class_names=VOC_CLASSES, keep_difficult=True, clip=False) -> dict:
     """Parse one VOC XML file -> dict(boxes float32 [G, 4], labels int64 [G], difficult bool [G],
-    filename str, size (H, W)). Unknown class names or degenerate boxes raise ValueError."""
-    root = ET.parse(path).getroot()
+    filename str, size (H, W)). A malformed file (bad XML, a missing <bndbox> or coordinate, a
+    coordinate that is not a number, an unknown class name, a degenerate box, a box outside
+    <size> unless ``clip``) raises `AnnotationError` naming the file and the element."""
+    root = _parse(path)
+    hw = _image_size(path, root)
     boxes, labels, difficult = [], [], []
-    for obj in root.iter("object"):
+    for j, obj in enumerate(root.iter("object")):
         name = obj.findtext("name", "").strip()
+        where = f"<object> {j} ({name or 'no name'})"
         if name not in class_names:
-            raise ValueError(f"{path}: object name {name!r} is not in class_names "
-                             f"({len(class_names) - 1} classes); pass the right class_names")
-        diff = obj.findtext("difficult", "0").strip() == "1"
+            raise AnnotationError(path, f"{where}/<name>", f"{name!r} is not in class_names "
+                                  f"({len(class_names) - 1} classes); pass the right class_names")
+        diff = _difficult(path, obj, where)
         if diff and not keep_difficult:
             continue
         bnd = obj.find("bndbox")
-        xmin, ymin, xmax, ymax = (float(bnd.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        if bnd is None:
+            raise AnnotationError(path, f"{where}/<bndbox>", "missing; expected <bndbox> with "
+                                  "xmin, ymin, xmax, ymax")
+        xmin, ymin, xmax, ymax = (_number(path, bnd, t, f"{where}/<bndbox>")
+                                  for t in ("xmin", "ymin", "xmax", "ymax"))
         boxes.append([xmin - 1, ymin - 1, xmax, ymax])
         labels.append(class_names.index(name))
         difficult.append(diff)
     target = dict(boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
                   labels=torch.tensor(labels, dtype=torch.int64),
                   difficult=torch.tensor(difficult, dtype=torch.bool))
-    check_target(target, num_classes=len(class_names), name=f"annotation {path}")
-    size = root.find("size")
-    hw = (int(size.findtext("height")), int(size.findtext("width"))) if size is not None else None
+    try:  # without <size>, only negative coordinates can be told to lie outside
+        target = check_target(target, image_size=hw or (math.inf, math.inf),
+                              num_classes=len(class_names), name="objects", clip=clip)
+    except ValueError as e:
+        raise AnnotationError(path, "<object>", str(e)) from None
     return dict(target, filename=root.findtext("filename"), size=hw)
 
 
@@ -131,7 +187,7 @@ class VOCDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root, split="trainval", class_names=VOC_CLASSES, transforms=None,
-                 keep_difficult=True):
+                 keep_difficult=True, clip=False):
         self.root = Path(root)
         listing = self.root / "ImageSets" / "Main" / f"{split}.txt"
         if not listing.is_file():
@@ -141,13 +197,14 @@ class VOCDataset(torch.utils.data.Dataset):
         self.ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
         self.classes, self.num_classes = tuple(class_names), len(class_names)
         self.split, self.transforms, self.keep_difficult = split, transforms, keep_difficult
+        self.clip = clip  # clip boxes to <size> instead of refusing them (read_voc_annotation)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def get_annotation(self, index: int) -> dict:
         ann = read_voc_annotation(self.root / "Annotations" / f"{self.ids[index]}.xml",
-                                  self.classes, self.keep_difficult)
+                                  self.classes, self.keep_difficult, self.clip)
         ann["image_id"] = torch.tensor(index % len(self), dtype=torch.int64)
         return ann
 
@@ -160,32 +217,28 @@ class VOCDataset(torch.utils.data.Dataset):
         return image, ann
 
 
+# (url, md5) of each archive; the MD5 sums are the ones torchvision's VOC datasets check
 VOC_URLS = {
-    "2007": ["http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
-             "http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar"],
-    "2012": ["http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"],
+    "2007": [("https://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
+              "c52e279531787c972589f7e41ab4ae64"),
+             ("https://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar",
+              "b6e924de25625d8de591ea690078ad9f")],
+    "2012": [("https://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+              "6cd6e144f989b92b3379bac3b3de84fd")],
 }
 
 
 def download_voc(root="data/downloads", year="2007") -> Path:
     """Opt-in download (about 900 MB for 2007) and extraction; never called by the library.
 
-    Returns the year folder ``root/VOCdevkit/VOC<year>`` to pass to `VOCDataset`.
+    Each archive comes over https, its MD5 sum is checked (a mismatch deletes nothing and raises
+    ValueError), and it is extracted with a filter that refuses absolute paths, `..` and links
+    out of `root` (`download.extract_tar`). Returns the year folder ``root/VOCdevkit/VOC<year>``
+    to pass to `VOCDataset`.
     """
-    import tarfile
-
     if year not in VOC_URLS:
         raise ValueError(f"year must be one of {sorted(VOC_URLS)}, got {year!r}")
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    for url in VOC_URLS[year]:
-        archive = root / url.rsplit("/", 1)[1]
-        if not archive.exists():
-            print(f"downloading {url} -> {archive}")
-            urllib.request.urlretrieve(url, archive)
-        with tarfile.open(archive) as tar:
-            try:
-                tar.extractall(root, filter="data")  # Python >= 3.11.4: refuse unsafe paths
-            except TypeError:
-                tar.extractall(root)
+    for url, md5 in VOC_URLS[year]:
+        extract_tar(download_file(url, root, md5=md5), root)
     return root / "VOCdevkit" / f"VOC{year}"
