@@ -227,7 +227,8 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
     written after every epoch and at the end; calling again with the same `out` and the same
     settings resumes (or returns at once when the run had finished); other settings (another
     budget, optimizer or hyper-parameter) raise a ValueError naming them, before anything in
-    `out` or the model is touched. The budget must be positive. `params` restricts what is trained (4-step training freezes layers).
+    `out` or the model is touched. The budget must be positive. `params` restricts what is
+    trained (4-step training freezes layers).
     `optimizer` is "sgd" (the papers' SGD with momentum) or "adam" (lr ~5e-4). With `minutes`
     the clock schedules the run: the learning rate drops after `lr_drops` of the time and the
     last step starts before the minutes are spent.
