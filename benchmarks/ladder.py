@@ -7,7 +7,7 @@ The budget rule (the same for every rung):
   pre-trained TinyVGG and fc6/fc7 (our ImageNet stand-in);
 * R-CNN has no SGD stage: one pass of its CNN over every proposal of every image, then its
   per-class SVMs (hard negatives) and ridge box regressors (R-CNN sec. 2.3); no fine-tuning;
-* Fast R-CNN and Faster R-CNN train for the same S SGD steps of 2 images (S = 1,000: two
+* Fast R-CNN and Faster R-CNN train for the same S SGD steps of 2 images (S = 3,000: six
   epochs), in the same image order with the same flips, with the command line's recipe
   (stride 8, RoIAlign, images resized to 240 px, Adam 5e-4, lr / 10 after 75 % of the steps).
   They are the same network: Fast R-CNN is Faster R-CNN with its RPN unused, trained and tested
@@ -18,9 +18,14 @@ The budget rule (the same for every rung):
 The RPN's claim (Faster R-CNN sec. 4.1, Table 2 and fig. 4): each detector is also tested with
 its proposer's top N boxes for N in 100, 300, 1000, 2000, and the recall of both proposers is
 measured against IoU for the same N. Selective search on a 160 x 160 image finds about 120
-boxes (at most ~480), so from N = 300 on it gives all it has.
+boxes (at most ~480), so from N = 300 on it gives all it has. Each detector head is also tested
+on the other's proposals (`swapped_proposals`), and `by_steps` keeps the two CNN detectors' mAP
+at the budgets of earlier runs (`--history`): Faster R-CNN has to learn its proposals, so it needs
+more steps than Fast R-CNN to draw level (RESULTS.md).
 
-    python benchmarks/ladder.py [--steps 1000] [--probe-every 100] [--out benchmarks/results/ladder.json]
+    python benchmarks/ladder.py --steps 1000 --out /tmp/ladder_s1000.json
+    python benchmarks/ladder.py --steps 3000 --reuse-rcnn /tmp/ladder_s1000.json \
+        --history /tmp/ladder_s1000.json [--probe-every 500]      # -> benchmarks/results/ladder.json
 """
 import argparse
 import datetime
@@ -131,6 +136,32 @@ def run_faster_rcnn(train, test, steps, recipe, probe_every):
     return model, row
 
 
+def swapped_proposals(fast_model, faster_model, test, test_props, rpn):
+    """Each detector head tested on the other's proposals (Faster R-CNN Table 2's question,
+    which part makes the difference: the proposals or the detector trained with them)."""
+    return {"faster_rcnn_head_with_selective_search": evaluate(faster_model, test, proposals=test_props)["mAP"],
+            "fast_rcnn_head_with_rpn_300": evaluate(fast_model, test, proposals=[p[:300] for p in rpn])["mAP"]}
+
+
+def by_steps(result):
+    """The part of a result that changes with the step budget, for the training-length table."""
+    return {"fast_rcnn": result["fast_rcnn"]["mAP"], "faster_rcnn": result["faster_rcnn"]["mAP"],
+            "rpn_recall_at_0.7_top_300": result["recall"]["rpn"]["300"][4]}
+
+
+def merge_history(result, paths):
+    """result["by_steps"]: this run's budget and those of earlier results files (same images)."""
+    table = {}
+    for path in paths:
+        old = json.loads(Path(path).read_text())
+        if old["settings"]["train_images"] == result["settings"]["train_images"]:
+            table.update(old.get("by_steps", {}))
+            table[str(old["settings"]["steps"])] = by_steps(old)
+    table[str(result["settings"]["steps"])] = by_steps(result)
+    result["by_steps"] = dict(sorted(table.items(), key=lambda kv: int(kv[0])))
+    return result
+
+
 def reused_rcnn(path, train_images, test_images):
     """R-CNN's row from an earlier results file, or None when there is none that matches."""
     if path is None or not Path(path).exists():
@@ -143,15 +174,17 @@ def reused_rcnn(path, train_images, test_images):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=1000, help="SGD steps of Fast and Faster R-CNN")
+    p.add_argument("--steps", type=int, default=3000, help="SGD steps of Fast and Faster R-CNN")
     p.add_argument("--train-images", type=int, default=1000)
-    p.add_argument("--probe-every", type=int, default=100, help="score Faster R-CNN every N steps")
+    p.add_argument("--probe-every", type=int, default=500, help="score Faster R-CNN every N steps")
     p.add_argument("--cache", default="build/cache", help="folder for selective-search boxes")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--reuse-rcnn", default=None, metavar="JSON",
                    help="take R-CNN's row from this earlier results file (it has no SGD steps, so "
                         "--steps does not change it) when its images and selective search match")
     p.add_argument("--models", default="build/ladder", help="where the trained models are saved")
+    p.add_argument("--history", nargs="*", default=[], metavar="JSON",
+                   help="earlier results files (other --steps) whose mAPs join the by_steps table")
     args = p.parse_args()
     recipe = RECIPES["fast"]
     train, test = ShapesDataset("train", num_images=args.train_images), ShapesDataset("test")
@@ -186,7 +219,9 @@ def main():
                      "faster_rcnn_test_proposals": 300, "seed": 0},
         "rcnn": rcnn, "fast_rcnn": fast, "faster_rcnn": faster, "recall": recall,
         "ss_boxes_per_test_image": round(sum(map(len, test_props)) / len(test), 1),
+        "swapped_proposals": swapped_proposals(fast_model, faster_model, test, test_props, rpn),
     }
+    result = merge_history(result, args.history)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(format_ladder(result))
