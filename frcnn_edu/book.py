@@ -3,11 +3,15 @@
     python -m frcnn_edu.book build/book [--fast]
 
 Each lesson runs in a fresh kernel (full settings unless --fast), then nbconvert writes
-build/book/<lesson>.html and an index.html that links them in order.
+build/book/<lesson>.html and an index.html that links them in order. The wall-clock seconds of
+each lesson's run are printed and written to build/book/timings.json (benchmarks/RESULTS.md
+records them: a lesson's full mode should take at most 10 minutes on a 2-core CPU).
 """
 import html
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -36,11 +40,17 @@ def main(argv=None):
         argv = [a for a in argv if a != "--fast"]
     out_dir = Path(argv[0] if argv else "build/book")
     out_dir.mkdir(parents=True, exist_ok=True)
-    links = []
+    links, seconds = [], {}
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         print(f">> executing {path.name}", flush=True)
+        start = time.perf_counter()
         out, title = render(path, out_dir)
+        seconds[path.stem] = round(time.perf_counter() - start, 1)
+        print(f">> {path.name}: {seconds[path.stem]:.0f} s", flush=True)
         links.append(f'<li><a href="{out.name}">{html.escape(title)}</a></li>')
+    (out_dir / "timings.json").write_text(json.dumps(
+        {"seconds": seconds, "threads": os.cpu_count(), "fast": os.environ.get("FRCNN_EDU_FAST") == "1"},
+        indent=1) + "\n")
     index = out_dir / "index.html"
     index.write_text("<!doctype html><meta charset='utf-8'><title>frcnn_edu</title>"
                      "<h1>frcnn_edu: two-stage object detection, from R-CNN to Faster R-CNN</h1>"
