@@ -49,7 +49,7 @@ def main(argv=None):
         print(f">> {path.name}: {seconds[path.stem]:.0f} s", flush=True)
         links.append(f'<li><a href="{out.name}">{html.escape(title)}</a></li>')
     (out_dir / "timings.json").write_text(json.dumps(
-        {"seconds": seconds, "threads": os.cpu_count(), "fast": os.environ.get("FRCNN_EDU_FAST") == "1"},
+        {"seconds": seconds, "cpu_count": os.cpu_count(), "fast": os.environ.get("FRCNN_EDU_FAST") == "1"},
         indent=1) + "\n")
     index = out_dir / "index.html"
     index.write_text("<!doctype html><meta charset='utf-8'><title>frcnn_edu</title>"
