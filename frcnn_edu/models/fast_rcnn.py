@@ -157,8 +157,9 @@ class FastRCNN(nn.Module):
             raise ValueError(f"proposals has {len(proposals)} entries for {len(images)} images")
         x, sizes = batch_images(images, self.backbone.stride)
         features = self.backbone(x)
-        if self.training:
-            check_targets(targets, self.num_classes, len(images))
+        if self.training:  # batch_images has checked the images: boxes inside each, float32
+            targets = check_targets(targets, self.num_classes, len(images),
+                                    image_sizes=[tuple(img.shape[-2:]) for img in images])
             if self.add_gt_to_proposals:
                 proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(proposals, targets)]
             return self.roi_heads(features, proposals, sizes, targets)

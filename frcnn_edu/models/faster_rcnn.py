@@ -61,8 +61,10 @@ class FasterRCNN(nn.Module):
     def forward(self, images, targets=None, stages="both", proposals=None):
         if stages not in ("both", "rpn", "detector"):
             raise ValueError(f'stages must be "both", "rpn" or "detector", got {stages!r}')
-        if self.training:
-            check_targets(targets, self.num_classes, len(images))
+        if self.training:  # boxes inside their image, float32 (float64 converted, as torchvision)
+            check_images(images)
+            targets = check_targets(targets, self.num_classes, len(images),
+                                    image_sizes=[tuple(img.shape[-2:]) for img in images])
         images, factors = self.resize(images)
         if self.training:
             targets = [dict(t, boxes=t["boxes"] * f) for t, f in zip(targets, factors)]
