@@ -9,6 +9,7 @@
 * The lessons' own saved runs keep the order too: lesson 01's R-CNN < lesson 02's Fast R-CNN <
   lesson 05's Faster R-CNN (approximate joint).
 * Lesson budgets are steps: no `minutes=` outside the quick test setting.
+* Lesson 06's "What held here" paragraphs quote the numbers its tables print.
 """
 import json
 import re
@@ -128,3 +129,24 @@ def test_lesson_budgets_are_steps_not_minutes(path):
             for line in cell.source.splitlines():
                 assert not re.search(r"\bminutes\s*=", line) or "FAST" in line, \
                     f"{path.name}: a budget in minutes gives other numbers on a slower machine: {line}"
+
+
+DECIMAL = re.compile(r"(?<![\d.])\d+\.\d+(?![\d])")
+# Lesson 06's verdict paragraphs may also quote arithmetic on the papers' own numbers.
+PAPER_ARITHMETIC = {"9.5": "R-CNN table 2: 54.2 - 44.7", "3.5": "Fast R-CNN table 6: 66.9 - 63.4",
+                    "2.7": "Faster R-CNN table 9: 69.9 - 67.2", "12.2": "table 2: 56.8 - 44.6",
+                    "1.6": "table 2: 56.8 - 55.2", "4.3": "R-CNN table 2: 58.5 - 54.2",
+                    "6.4": "fc6's weights in MB: 6272 x 256 x 4 bytes"}
+
+
+def test_lesson06_says_what_held_with_the_numbers_its_tables_print():
+    """Each 'What held here' paragraph quotes numbers printed above it (the tables, verdicts and
+    measurements) or the papers' own: regenerate paper_tables.json and stale prose fails here."""
+    nb = nbformat.read(ROOT / "notebooks" / "06_paper_tables.ipynb", as_version=4)
+    printed = set(DECIMAL.findall(_outputs(nb)))
+    paragraphs = [(i, c.source.split("\n\n")[0]) for i, c in enumerate(nb.cells)
+                  if c.cell_type == "markdown" and c.source.startswith("**What held here")]
+    assert len(paragraphs) == 6, "one verdict paragraph per table"
+    stray = [f"cell {i}: {n}" for i, text in paragraphs for n in DECIMAL.findall(text)
+             if n not in printed and n not in PAPER_ARITHMETIC]
+    assert not stray, f"numbers no output of lesson 06 prints: {stray}"
