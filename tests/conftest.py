@@ -16,6 +16,27 @@ def device(request):
     return torch.device(request.param)
 
 
+class FakeClock:
+    """A stand-in for ``time`` whose perf_counter moves only when a test says so.
+
+    Budget and timing logic is then tested exactly, whatever the machine's load.
+    """
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock():
+    return FakeClock()
+
+
 @pytest.fixture
 def generator():
     return torch.Generator().manual_seed(0)

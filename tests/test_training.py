@@ -45,19 +45,19 @@ def test_budget_must_be_given_once():
         train(tiny_model(), tiny_data(), steps=2, epochs=1, progress=False)
 
 
-def test_minutes_budget_plans_steps_from_measured_speed():
-    import time as _time
+def test_minutes_budget_plans_steps_from_measured_speed(monkeypatch, fake_clock):
+    from frcnn_edu.training import loop
+    monkeypatch.setattr(loop, "time", fake_clock)
 
-    def paced(model, images, targets):                 # 0.03 s a step, whatever the machine
-        _time.sleep(0.03)
+    def paced(model, images, targets):                 # 1/32 s a step on the test's clock (exact in binary)
+        fake_clock.advance(0.03125)
         return {"loss_dummy": next(model.parameters()).sum() * 0.0 + 1.0}
 
-    data = tiny_data()
-    [data[i] for i in range(len(data))]  # the first render of the shapes is slow: not in the budget
-    # a 0.12 s budget holds about 4 such steps (a real first step can take the whole budget)
-    hist = train(tiny_model(), data, minutes=0.002, calibration_steps=2, forward=paced,
+    # a 0.12 s budget: the 4th step ends at 0.125 s, past it
+    hist = train(tiny_model(), tiny_data(), minutes=0.002, calibration_steps=2, forward=paced,
                  progress=False)
-    assert 2 <= len(hist) <= 6
+    assert len(hist) == 4
+    assert hist[-1]["time"] == 0.125
 
 
 def test_interrupted_run_resumes_without_repeating_finished_epochs(tmp_path):
@@ -231,7 +231,7 @@ def test_fit_rcnn_end_to_end_on_gt_jittered_proposals():
     assert model.svm.weight.abs().sum() > 0
 
 
-def test_cli_train_evaluate_detect(tmp_path, monkeypatch):
+def test_cli_train_evaluate_detect(tmp_path, monkeypatch, capsys):
     from frcnn_edu import cli
     class Small(ShapesDataset):
         def __init__(self, split, num_images=None):
@@ -242,7 +242,10 @@ def test_cli_train_evaluate_detect(tmp_path, monkeypatch):
     cli.main(["train", "--method", "joint", "--out", str(out), "--minutes", "0.01", "--device", "cpu"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"mAP", "ap", "images_per_second", "train_images_per_second"} <= set(metrics)
+    capsys.readouterr()
     cli.main(["evaluate", str(out), "--device", "cpu"])
+    evaluated = json.loads(capsys.readouterr().out)    # the saved model, re-scored on the test split
+    assert evaluated["mAP"] == metrics["mAP"] and evaluated["ap"] == metrics["ap"]
     from PIL import Image
     img = tmp_path / "img.png"
     Image.fromarray((ShapesDataset("test", 1, image_size=(64, 64)).get_raw(0))).save(img)
@@ -301,35 +304,39 @@ def test_progress_bar_estimate_uses_the_steady_step_time():
     assert _estimate_total(1.0, 100, 70.0, (10, 10.0)) == 100  # over budget already
 
 
-def test_minutes_budget_holds_when_steps_slow_down_after_the_drop():
-    import time as _time
+def test_minutes_budget_holds_when_steps_slow_down_after_the_drop(monkeypatch, fake_clock):
+    from frcnn_edu.training import loop
+    monkeypatch.setattr(loop, "time", fake_clock)
     calls = []
 
-    def fast_then_slow(model, images, targets):       # 0.02 s per step for 60 steps, then 0.1 s
+    def fast_then_slow(model, images, targets):       # 1/64 s per step for 64 steps (1 s), then 1/8 s
         calls.append(1)
-        _time.sleep(0.02 if len(calls) <= 60 else 0.1)
+        fake_clock.advance(1 / 64 if len(calls) <= 64 else 1 / 8)
         return {"loss_dummy": next(model.parameters()).sum() * 0.0 + 1.0}
 
     hist = train(tiny_model(), tiny_data(20), minutes=0.05, calibration_steps=2, lr_drops=(0.3,),
                  warmup=0, forward=fast_then_slow, progress=False)  # a 3 s budget
-    # planned in steps at the fast pace the run would take ~150 steps and overrun by seconds;
-    # the clock stops it, and the drop came after 30 % of the time (0.9 s, in the fast steps)
-    assert 2.9 <= hist[-1]["time"] <= 3.3
+    # planned in steps at the fast pace the run would take 192 steps (17 s at the slow pace); the
+    # clock stops it at 3 s: 64 fast steps (1 s) and 16 slow ones (2 s)
+    assert len(hist) == 80 and hist[-1]["time"] == 3.0
+    # the drop came after 30 % of the time (0.9 s: from step 59, after 58 fast steps = 0.906 s),
+    # not after 30 % of a plan
     dropped = next(h for h in hist if h["lr"] < hist[0]["lr"])
-    assert 0.9 <= dropped["time"] <= 1.2 and dropped["step"] < 60
+    assert dropped["step"] == 59
 
 
-def test_minutes_budget_is_filled_when_steps_speed_up():
-    import time as _time
+def test_minutes_budget_is_filled_when_steps_speed_up(monkeypatch, fake_clock):
+    from frcnn_edu.training import loop
+    monkeypatch.setattr(loop, "time", fake_clock)
     calls = []
 
-    def slow_then_fast(model, images, targets):       # 0.2 s per step for 15 steps, then 0.02 s
+    def slow_then_fast(model, images, targets):       # 1/4 s per step for 12 steps (3 s), then 1/32 s
         calls.append(1)
-        _time.sleep(0.2 if len(calls) <= 15 else 0.02)
+        fake_clock.advance(1 / 4 if len(calls) <= 12 else 1 / 32)
         return {"loss_dummy": next(model.parameters()).sum() * 0.0 + 1.0}
 
     hist = train(tiny_model(), tiny_data(20), minutes=0.1, calibration_steps=2, lr_drops=(0.9,),
                  forward=slow_then_fast, progress=False)  # 10 steps per epoch, a 6 s budget
-    # A plan in steps made at step 20 (mean pace since step 2) would stop after about 3.5 s;
-    # scheduled by the clock, the run fills its 6 s and stops there.
-    assert 5.9 <= hist[-1]["time"] <= 6.5
+    # A plan in steps made at step 20 (mean pace since step 2) would stop after about 3.8 s;
+    # scheduled by the clock, the run fills its 6 s: 12 slow steps (3 s) and 96 fast ones (3 s)
+    assert len(hist) == 108 and hist[-1]["time"] == 6.0
