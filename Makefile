@@ -25,9 +25,12 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 	@echo ">> environment ready: $(VENV)"
 
+# JupyterLab refuses to run as root (containers, Colab-like VMs) unless told it may.
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
 lab: $(STAMP)
 	@echo ">> starting JupyterLab on notebooks/"
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
 
 # FRCNN_EDU_FAST=1 puts the heavy lesson cells in their quick setting.
 test: $(STAMP)
