@@ -1,7 +1,7 @@
 """Interactive explorers for the lessons (ipywidgets, inline matplotlib backend).
 
 Each explorer is built on a plain drawing function `draw_*(ax, ...)` that is tested directly;
-the builder returns the `ipywidgets.interactive` object, so a test can set
+the builder returns an `ipywidgets.interactive` (`explorer.explorer`), so a test can set
 `w.children[i].value` and read `w.result`. Only core widgets are used (Colab ships
 ipywidgets 7.7.1; `ipywidgets>=7.6` is required).
 """

@@ -29,6 +29,7 @@ from frcnn_edu.anchors import grid_anchors, inside_image, make_base_anchors
 from frcnn_edu.boxes import box_iou, check_boxes
 from frcnn_edu.matching import label_anchors
 from frcnn_edu.viz import ANCHOR_LABEL_COLORS, draw_anchor_labels, draw_boxes, show_image
+from frcnn_edu.widgets.explorer import explorer, checkbox
 
 __all__ = ["SIZE_CHOICES", "RATIO_CHOICES", "STRIDE_CHOICES", "GT_COLOR", "image_anchors",
            "label_image_anchors", "count_labels", "iou_table", "draw_labeling_case",
@@ -220,7 +221,7 @@ def anchor_labeling_explorer(dataset, index=0, sizes=(20, 40, 80), ratios=(0.5, 
         return counts
 
     style = {"description_width": "initial"}
-    return widgets.interactive(
+    return explorer(
         update,
         index=widgets.IntSlider(value=index, min=0, max=len(dataset) - 1, description="image",
                                 style=style),
@@ -234,7 +235,7 @@ def anchor_labeling_explorer(dataset, index=0, sizes=(20, 40, 80), ratios=(0.5, 
                                     description="positive IoU >=", style=style),
         neg_iou=widgets.FloatSlider(value=neg_iou, min=0.0, max=0.95, step=0.05,
                                     description="negative IoU <", style=style),
-        ignore_cross_border=widgets.Checkbox(value=True, description="ignore cross-border anchors"),
+        ignore_cross_border=checkbox(True, "ignore cross-border anchors"),
         show=widgets.Dropdown(options=_SHOW_CHOICES, value=(1, 0), description="draw",
                               style=style),
     )

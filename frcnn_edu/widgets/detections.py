@@ -17,6 +17,7 @@ import torch
 
 from frcnn_edu.boxes import box_iou
 from frcnn_edu.viz import show_detections
+from frcnn_edu.widgets.explorer import explorer
 
 __all__ = ["count_found", "draw_detection_comparison", "detection_explorer"]
 
@@ -116,7 +117,7 @@ def detection_explorer(models, dataset, index=0, score_threshold=0.5, class_name
         plt.show()
         return result
 
-    return widgets.interactive(
+    return explorer(
         show,
         image_index=widgets.IntSlider(value=index, min=0, max=len(dataset) - 1,
                                       description="test image"),

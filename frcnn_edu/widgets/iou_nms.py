@@ -21,6 +21,7 @@ from matplotlib import patches as mpatches
 
 from frcnn_edu.boxes import batched_nms, box_area, box_iou, check_boxes, clip_boxes, nms
 from frcnn_edu.viz import draw_boxes, show_image
+from frcnn_edu.widgets.explorer import explorer, checkbox
 
 __all__ = ["IOU_COLORS", "SUPPRESSED_COLOR", "draw_iou", "noisy_detections", "nms_keep",
            "draw_nms", "nms_explorer"]
@@ -211,9 +212,9 @@ def nms_explorer(image, detections, class_names=None, gt_boxes=None, iou_thresho
                                           description="IoU threshold", style=style),
         score_threshold=widgets.FloatSlider(value=score_threshold, min=0.0, max=0.95, step=0.05,
                                             description="score threshold", style=style),
-        per_class=widgets.Checkbox(value=True, description="NMS per class"),
-        show_suppressed=widgets.Checkbox(value=True, description="show suppressed"),
+        per_class=checkbox(True, "NMS per class"),
+        show_suppressed=checkbox(True, "show suppressed"),
     )
     controls["crowded"] = (widgets.fixed(False) if crowded_scene is None else  # fixed: no child
-                           widgets.Checkbox(value=False, description="crowded image"))
-    return widgets.interactive(update, **controls)
+                           checkbox(False, "crowded image"))
+    return explorer(update, **controls)

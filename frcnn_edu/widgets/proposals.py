@@ -38,6 +38,7 @@ from frcnn_edu.evaluation import average_recall, proposal_recall
 from frcnn_edu.models.batching import batch_images
 from frcnn_edu.proposals import generate_proposals
 from frcnn_edu.viz import draw_boxes, show_image
+from frcnn_edu.widgets.explorer import explorer, checkbox
 
 __all__ = ["BEST_COLOR", "PRE_NMS_CHOICES", "rpn_outputs", "proposal_stages", "proposal_stats",
            "draw_proposals", "proposal_explorer"]
@@ -209,7 +210,7 @@ def proposal_explorer(model, dataset, index=0, nms_thresh=0.7, pre_nms_top_n=600
 
     style = {"description_width": "initial"}
     pre_options = sorted({*PRE_NMS_CHOICES, int(pre_nms_top_n)})
-    return widgets.interactive(
+    return explorer(
         update,
         index=widgets.IntSlider(value=index, min=0, max=len(dataset) - 1, description="image",
                                 style=style),
@@ -221,6 +222,5 @@ def proposal_explorer(model, dataset, index=0, nms_thresh=0.7, pre_nms_top_n=600
                                          description="post-NMS top-N", style=style),
         max_draw=widgets.IntSlider(value=max_draw, min=0, max=100, description="draw the top",
                                    style=style),
-        inside_only=widgets.Checkbox(value=inside_only,
-                                     description="anchors inside the image only"),
+        inside_only=checkbox(inside_only, "anchors inside the image only"),
     )

@@ -23,6 +23,7 @@ from matplotlib import colors as mcolors
 from matplotlib import patches as mpatches
 
 from frcnn_edu.roi_ops import _pair, _pool_bins, _round_half_away, roi_pool
+from frcnn_edu.widgets.explorer import explorer, checkbox
 
 __all__ = ["ROI_COLORS", "BIN_COLORS", "roi_pool_bins", "draw_roi_pooling",
            "roi_pooling_explorer"]
@@ -210,7 +211,7 @@ def roi_pooling_explorer(feature, image=None, stride=16, roi=(40, 40, 104, 88), 
 
     style = {"description_width": "initial"}
     x1, y1, x2, y2 = (int(v) for v in roi)
-    return widgets.interactive(
+    return explorer(
         update,
         x=widgets.IntSlider(value=x1, min=0, max=img_w - 1, description="x (px)", style=style),
         y=widgets.IntSlider(value=y1, min=0, max=img_h - 1, description="y (px)", style=style),
@@ -218,5 +219,5 @@ def roi_pooling_explorer(feature, image=None, stride=16, roi=(40, 40, 104, 88), 
         h=widgets.IntSlider(value=y2 - y1, min=1, max=img_h, description="h (px)", style=style),
         output_size=widgets.IntSlider(value=output_size, min=1, max=7,
                                       description="output size", style=style),
-        show_values=widgets.Checkbox(value=show_values, description="show values"),
+        show_values=checkbox(show_values, "show values"),
     )
