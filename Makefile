@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make lab    - open the lessons in JupyterLab"
 	@echo "make test   - run the library tests and every lesson (nbval, quick setting)"
-	@echo "make book   - execute all lessons and render them to HTML in build/book/"
+	@echo "make book   - the lessons as a static HTML site in build/book/ (BOOK_FLAGS=--execute re-runs them)"
 	@echo "make student- write exercise copies (solutions removed) to build/student/"
 	@echo "make bench  - run the CPU benchmarks in benchmarks/"
 	@echo "make test-slow - the long reproductions (pre-training both shipped backbones, ~25 min)"
@@ -46,8 +46,8 @@ test-slow: $(STAMP)
 	FRCNN_EDU_SLOW=1 MPLBACKEND=Agg $(BIN)/python -m pytest tests -m slow -p no:cacheprovider
 
 book: $(STAMP)
-	@echo ">> executing every lesson and rendering HTML into build/book/"
-	$(BIN)/python -m frcnn_edu.book build/book
+	@echo ">> rendering the saved lessons into build/book/ (BOOK_FLAGS=--execute runs them first)"
+	$(BIN)/python tools/book.py build/book $(BOOK_FLAGS)
 
 student: $(STAMP)
 	@echo ">> writing student copies (solutions removed) into build/student/"
