@@ -19,15 +19,12 @@ import math
 import torch
 from torch import Tensor
 
+from .kernels.nms import nms_sorted, pairwise_iou
+
 __all__ = [
     "box_area", "box_iou", "encode_boxes", "decode_boxes", "clip_boxes",
-    "remove_small_boxes", "nms", "batched_nms", "check_boxes",
+    "remove_small_boxes", "nms_loop", "nms", "batched_nms", "check_boxes",
 ]
-
-# Block sizes of the blocked greedy NMS (see `_nms_sorted`): the first block, then the
-# number of surviving boxes aimed at per block. Any values give the same result.
-_NMS_FIRST, _NMS_BLOCK = 64, 512
-
 
 def _check_shape(boxes, name="boxes", last=4):
     """Cheap checks (no device sync): a floating tensor of shape [N, last]."""
@@ -96,8 +93,8 @@ def box_iou(boxes1, boxes2):
     # IoU is symmetric operation for operation, so the longer list goes last (innermost,
     # where the loops vectorise): [A, G] anchor IoUs with few boxes are 2x faster this way.
     if b1.shape[0] > b2.shape[0]:
-        return _pairwise_iou(b2.t().contiguous(), area2, b1.t().contiguous(), area1).t().contiguous()
-    return _pairwise_iou(b1.t().contiguous(), area1, b2.t().contiguous(), area2)
+        return pairwise_iou(b2.t().contiguous(), area2, b1.t().contiguous(), area1).t().contiguous()
+    return pairwise_iou(b1.t().contiguous(), area1, b2.t().contiguous(), area2)
 
 
 def _check_weights(weights):
@@ -194,72 +191,6 @@ def remove_small_boxes(boxes, min_size):
     return torch.where(keep)[0]
 
 
-def _pairwise_iou(c1, a1, c2, a2):
-    """IoU [N, M] from coordinates as rows c1 [4, N], c2 [4, M] (x1, y1, x2, y2) and areas
-    a1 [N], a2 [M]. The operations of `box_iou` (and of torchvision's NMS kernel), done in
-    place on [2, N, M] blocks: 3-4x faster than torchvision's box_iou on large inputs."""
-    c1, c2 = c1[:, :, None], c2[:, None, :]  # [4, N, 1] and [4, 1, M]
-    wh = torch.minimum(c1[2:], c2[2:]).sub_(torch.maximum(c1[:2], c2[:2])).clamp_(min=0)
-    inter = wh[0].mul_(wh[1])
-    return inter.div_((a1[:, None] + a2).sub_(inter))
-
-
-def _greedy_block(over):
-    """Greedy keep mask (bool [B]) of B boxes in score order, from the float 0/1 matrix
-    over[j, i] = 1 if box j may suppress box i (j < i: strictly upper triangular).
-
-    Fixed-point iteration keep[i] = (number of kept j with over[j, i] = 1) == 0, i.e.
-    keep = (keep @ over == 0). The greedy answer is its only fixed point, and after t steps
-    every box whose chain of possible suppressors is shorter than t is final, so it stops
-    after at most B steps (usually 2 to 5). (A matrix product is much faster here than
-    any() over a bool matrix.)
-    """
-    keep = over.new_ones(over.shape[0])
-    while True:
-        new = (keep @ over).eq_(0)  # float 1.0 where no kept box suppresses
-        if torch.equal(new, keep):
-            return new.bool()
-        keep = new
-
-
-def _nms_sorted(boxes, iou_threshold, idxs=None, max_kept=None):
-    """Greedy NMS on boxes already sorted by decreasing score -> int64 positions of the kept.
-
-    Blocked version of the textbook loop. A box is only ever compared with boxes *kept*
-    before it (suppressed boxes suppress nothing), as in torchvision's CPU kernel. For each
-    block of boxes: drop those that overlap an earlier kept box (one vectorised IoU against
-    all kept boxes), then resolve the survivors among themselves (`_greedy_block`). Blocks
-    grow when few boxes survive, so that each holds about _NMS_BLOCK survivors. With
-    `max_kept` it stops once that many are kept: whether a box is kept depends only on the
-    boxes before it, so the first `max_kept` are final by then.
-    """
-    n, inf = boxes.shape[0], float("inf")
-    if n > 2**24:
-        raise ValueError(f"nms handles at most 2**24 boxes, got {n}; keep the top-scoring ones first")
-    b = _upcast(boxes.detach())
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    position = torch.arange(n, dtype=b.dtype, device=b.device)  # exact below 2**24 boxes
-    rows = [b, area[:, None], position[:, None]] + ([] if idxs is None else [idxs[:, None].to(b.dtype)])
-    data = torch.cat(rows, dim=1).t().contiguous()  # rows: x1, y1, x2, y2, area, position, category
-
-    def iou(p, q):  # [P, Q]; NaN (0/0) and pairs of two categories -> -inf: never suppress
-        v = _pairwise_iou(p[:4], p[4], q[:4], q[4]).nan_to_num_(nan=-inf, posinf=inf, neginf=-inf)
-        return v if idxs is None else v.masked_fill_(p[6, :, None] != q[6], -inf)
-
-    kept, start, size = data[:, :0], 0, _NMS_FIRST
-    while start < n and (max_kept is None or kept.shape[1] < max_kept):
-        block = data[:, start:start + size]
-        if kept.shape[1]:
-            block = block[:, iou(kept, block).amax(0) <= iou_threshold]
-        survivors = block.shape[1]
-        if survivors > 1:
-            block = block[:, _greedy_block(iou(block, block).gt_(iou_threshold).triu_(1))]
-        kept = torch.cat((kept, block), dim=1)
-        start += size  # next block: about _NMS_BLOCK survivors, at most ~4M IoUs at once
-        size = max(_NMS_FIRST, min(size * _NMS_BLOCK // max(survivors, 1), 2**22 // max(kept.shape[1], 1)))
-    return kept[5, :max_kept].long()
-
-
 def _check_max_kept(max_kept):
     if max_kept is not None and (isinstance(max_kept, bool) or not isinstance(max_kept, int)
                                  or max_kept < 1):
@@ -278,6 +209,23 @@ def _check_nms_inputs(boxes, scores, idxs=None):
         raise ValueError("boxes and scores must not contain NaN (did the training diverge?)")
 
 
+def nms_loop(boxes, scores, iou_threshold):
+    """Greedy NMS as the papers describe it, one box at a time (the readable version of `nms`).
+
+    Visit the boxes from the highest score down; keep a box unless it overlaps a box already
+    kept with IoU > iou_threshold. Suppressed boxes suppress nothing. Same answer as `nms`
+    (and torchvision's CPU kernel), O(N * kept) Python steps: for reading and for checking.
+    """
+    _check_nms_inputs(boxes, scores)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    kept = []
+    for i in order.tolist():
+        # "> threshold suppresses", so an empty box's 0/0 = NaN IoU suppresses nothing
+        if not any(box_iou(boxes[i:i + 1], boxes[j:j + 1]).item() > iou_threshold for j in kept):
+            kept.append(i)
+    return torch.tensor(kept, dtype=torch.int64, device=boxes.device)
+
+
 def nms(boxes, scores, iou_threshold, *, max_kept=None):
     """Greedy non-maximum suppression (R-CNN sec. 2.2, Faster R-CNN sec. 3.3).
 
@@ -287,7 +235,8 @@ def nms(boxes, scores, iou_threshold, *, max_kept=None):
     scores keep their input order (stable sort), which is what torchvision's CPU kernel does;
     its CUDA kernel does not promise an order for ties. Empty input -> empty int64 tensor.
     Raises ValueError on NaN in boxes or scores (torchvision would return an arbitrary answer).
-    The loop runs block-wise on whole tensors (`_nms_sorted`) and gives the loop's answer.
+    `nms_loop` is the algorithm as written; this runs it block-wise on whole tensors
+    (`kernels.nms.nms_sorted`) and gives the loop's answer.
 
     ``max_kept`` (not in torchvision): return only the first max_kept kept boxes, the same as
     ``nms(...)[:max_kept]``, and stop there. The RPN keeps 2000 of the ~4000 boxes that
@@ -296,7 +245,7 @@ def nms(boxes, scores, iou_threshold, *, max_kept=None):
     _check_nms_inputs(boxes, scores)
     _check_max_kept(max_kept)
     order = torch.sort(scores, descending=True, stable=True).indices
-    return order[_nms_sorted(boxes[order], iou_threshold, max_kept=max_kept)]
+    return order[nms_sorted(_upcast(boxes[order]), iou_threshold, max_kept=max_kept)]
 
 
 def batched_nms(boxes, scores, idxs, iou_threshold, *, max_kept=None):
@@ -312,4 +261,4 @@ def batched_nms(boxes, scores, idxs, iou_threshold, *, max_kept=None):
     _check_nms_inputs(boxes, scores, idxs)
     _check_max_kept(max_kept)
     order = torch.sort(scores, descending=True, stable=True).indices
-    return order[_nms_sorted(boxes[order], iou_threshold, idxs[order], max_kept)]
+    return order[nms_sorted(_upcast(boxes[order]), iou_threshold, idxs[order], max_kept)]

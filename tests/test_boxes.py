@@ -257,6 +257,22 @@ def test_nms_ties_and_degenerate_boxes_like_torchvision_cpu(device, generator):
     assert B.nms(zero, torch.tensor([1.0, 2.0], device=device), 0.5).tolist() == [1, 0]
 
 
+def test_readable_nms_loop_gives_the_kernels_answer(device, generator):
+    """boxes.nms_loop (the algorithm as written) and boxes.nms (the blocked kernel) agree with
+    torchvision on random boxes, ties, identical, edge-sharing and zero-area boxes."""
+    for trial in range(12):
+        n = 3 + 11 * trial
+        boxes = (grid_boxes(n, generator) if trial % 2 else
+                 random_boxes(n, generator, size=200.0, max_wh=80.0)).to(device)
+        scores = torch.randint(0, 4, (n,), generator=generator).float().to(device)
+        threshold = float(torch.rand(1, generator=generator))
+        expected = torchvision.ops.nms(boxes.cpu(), scores.cpu(), threshold)
+        assert torch.equal(B.nms_loop(boxes, scores, threshold).cpu(), expected), trial
+        assert torch.equal(B.nms(boxes, scores, threshold).cpu(), expected), trial
+    empty = B.nms_loop(torch.zeros(0, 4, device=device), torch.zeros(0, device=device), 0.5)
+    assert empty.shape == (0,) and empty.dtype == torch.int64
+
+
 def test_nms_empty_and_errors(device):
     keep = B.nms(torch.zeros(0, 4, device=device), torch.zeros(0, device=device), 0.5)
     assert keep.shape == (0,) and keep.dtype == torch.int64 and keep.device.type == device.type
