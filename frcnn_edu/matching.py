@@ -93,26 +93,38 @@ def _random_subset(index, num, generator):
     return index[perm.to(index.device)].sort().values
 
 
-def sample_labels(labels, batch_size=256, positive_fraction=0.5, generator=None):
-    """Balanced anchor mini-batch (Faster R-CNN sec. 3.1.3): labels [A] -> sampled copy [A].
+def balanced_sample(labels, batch_size, positive_fraction, generator=None,
+                    names=("batch_size", "positive_fraction")):
+    """The one balanced sampler of both papers: labels [N] -> (positive idx, negative idx).
 
-    Keeps at most int(batch_size * positive_fraction) positives (a random subset), fills the
-    batch up to ``batch_size`` with random negatives and sets every other anchor to -1. With
-    few positives the batch holds more negatives; with few of both it is smaller than
-    ``batch_size``. Same counts as torchvision's BalancedPositiveNegativeSampler. Pass a seeded
-    ``torch.Generator`` for a reproducible sample.
+    Draws at most int(batch_size * positive_fraction) positives (label >= 1) at random, then
+    negatives (label 0) up to ``batch_size``; each index set sorted. With few positives the
+    batch holds more negatives; with few of both it is smaller than ``batch_size``. Same
+    counts as torchvision's BalancedPositiveNegativeSampler. ``names``: the caller's names
+    for the two settings, used in the error message.
     """
     _check_labels(labels, "labels")
     if batch_size < 0 or not 0.0 <= positive_fraction <= 1.0:
-        raise ValueError("need batch_size >= 0 and 0 <= positive_fraction <= 1, "
+        raise ValueError(f"need {names[0]} >= 0 and 0 <= {names[1]} <= 1, "
                          f"got {batch_size}, {positive_fraction}")
     pos = torch.where(labels >= 1)[0]
     neg = torch.where(labels == 0)[0]
     num_pos = min(pos.numel(), int(batch_size * positive_fraction))
     num_neg = min(neg.numel(), batch_size - num_pos)
+    return _random_subset(pos, num_pos, generator), _random_subset(neg, num_neg, generator)
+
+
+def sample_labels(labels, batch_size=256, positive_fraction=0.5, generator=None):
+    """Balanced anchor mini-batch (Faster R-CNN sec. 3.1.3): labels [A] -> sampled copy [A].
+
+    Keeps at most int(batch_size * positive_fraction) positives (a random subset), fills the
+    batch up to ``batch_size`` with random negatives and sets every other anchor to -1
+    (`balanced_sample`). Pass a seeded ``torch.Generator`` for a reproducible sample.
+    """
+    pos, neg = balanced_sample(labels, batch_size, positive_fraction, generator)
     out = torch.full_like(labels, -1)
-    out[_random_subset(pos, num_pos, generator)] = 1
-    out[_random_subset(neg, num_neg, generator)] = 0
+    out[pos] = 1
+    out[neg] = 0
     return out
 
 
@@ -163,12 +175,6 @@ def sample_proposals(labels, rois_per_image=128, fg_fraction=0.25, generator=Non
     each group in increasing order. Paper: 128 RoIs = 64 from each of 2 images, 25 %
     foreground; pass rois_per_image=64 per image for that.
     """
-    _check_labels(labels, "labels")
-    if rois_per_image < 0 or not 0.0 <= fg_fraction <= 1.0:
-        raise ValueError("need rois_per_image >= 0 and 0 <= fg_fraction <= 1, "
-                         f"got {rois_per_image}, {fg_fraction}")
-    fg = torch.where(labels >= 1)[0]
-    bg = torch.where(labels == 0)[0]
-    num_fg = min(fg.numel(), int(rois_per_image * fg_fraction))
-    num_bg = min(bg.numel(), rois_per_image - num_fg)
-    return torch.cat((_random_subset(fg, num_fg, generator), _random_subset(bg, num_bg, generator)))
+    fg, bg = balanced_sample(labels, rois_per_image, fg_fraction, generator,
+                             names=("rois_per_image", "fg_fraction"))
+    return torch.cat((fg, bg))
