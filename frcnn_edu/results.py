@@ -9,7 +9,12 @@ into its text.
 import json
 from pathlib import Path
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+# A checkout reads the files where the benchmarks write them. An installed package (Colab,
+# `pip install`) carries the same files: frcnn_edu/assets/results is a link to that folder,
+# followed when the wheel is built.
+REPO_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+PACKAGED_RESULTS = Path(__file__).resolve().parent / "assets" / "results"
+RESULTS_DIR = REPO_RESULTS if REPO_RESULTS.is_dir() else PACKAGED_RESULTS
 
 # (key in ladder.json, detector, where its proposals come from)
 LADDER_RUNGS = (("rcnn", "R-CNN", "selective search, all"),
@@ -18,11 +23,11 @@ LADDER_RUNGS = (("rcnn", "R-CNN", "selective search, all"),
 
 
 def load_results(name, folder=None):
-    """The dict in `<folder>/<name>.json` (default: the repository's benchmarks/results/)."""
+    """The dict in `<folder>/<name>.json` (default: benchmarks/results/, or the installed copy)."""
     path = Path(folder or RESULTS_DIR) / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: it is written by `python benchmarks/{name}.py` "
-                                "from a checkout of the repository (the lessons read it from there)")
+                                "from a checkout of the repository, and installed with the package")
     return json.loads(path.read_text())
 
 

@@ -3,6 +3,7 @@
 Built with setuptools' PEP 517 hooks directly (no network, no extra build tool); the wheel is
 installed with pip into a folder of its own and a lesson runs against that copy.
 """
+import json
 import os
 import subprocess
 import sys
@@ -40,10 +41,13 @@ def test_wheel_installs_with_its_assets_and_runs_lesson_00_outside_the_source(tm
     with zipfile.ZipFile(wheel) as z:
         assert "frcnn_edu/assets/tiny_vgg_shapes.pt" in z.namelist()
         assert not any(n.startswith(("frcnn_edu/book", "tools/")) for n in z.namelist())
+        assert "frcnn_edu/assets/results/ladder.json" in z.namelist()
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
                     str(site), str(wheel)], check=True)
     nb = nbformat.read(ROOT / "notebooks" / "00_pipeline_overview.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(  # the results files the lessons quote travel too
+        "from frcnn_edu.results import load_results; print(load_results('ladder')['faster_rcnn']['mAP'])"))
     nb.cells.append(nbformat.v4.new_code_cell("import frcnn_edu; print(frcnn_edu.__file__)"))
     lesson = tmp_path / "reader" / "00_pipeline_overview.ipynb"   # a folder with no source tree
     lesson.parent.mkdir()
@@ -55,3 +59,5 @@ def test_wheel_installs_with_its_assets_and_runs_lesson_00_outside_the_source(tm
     ran = nbformat.read(lesson, as_version=4)
     where = "".join(o.get("text", "") for o in ran.cells[-1].outputs).strip()
     assert Path(where).is_relative_to(site), f"the lesson imported {where}, not the installed wheel"
+    ladder = json.loads((ROOT / "benchmarks" / "results" / "ladder.json").read_text())
+    assert "".join(o.get("text", "") for o in ran.cells[-2].outputs).strip() == str(ladder["faster_rcnn"]["mAP"])
