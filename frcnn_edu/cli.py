@@ -2,6 +2,7 @@
 
     python -m frcnn_edu train --method joint --out runs/joint --minutes 5
     python -m frcnn_edu train --method joint --out runs/paper --paper   # the paper's settings
+    python -m frcnn_edu train --method joint-exact --out runs/exact     # non-approximate joint
     python -m frcnn_edu evaluate runs/joint
     python -m frcnn_edu detect runs/joint image.png --save detections.png
     python -m frcnn_edu pretrain --out frcnn_edu/assets/tiny_vgg_shapes.pt
@@ -150,13 +151,21 @@ def cmd_train(args):
               "optimizer": args.optimizer, "train_images": args.train_images,
               "model": {"num_classes": ShapesDataset.num_classes, "pooler": args.pooler,
                         "stride": args.stride, "image_scale": args.image_scale}}
+    if args.method == "joint-exact" and args.pooler != "roi_align":
+        raise UsageError("--method joint-exact back-propagates the detector loss into the proposal "
+                         "coordinates, which needs --pooler roi_align (RoI max pooling has no "
+                         "gradient with respect to the box)" + (
+                             "; --paper sets --pooler roi_pool: drop --paper and give its other "
+                             "settings alone (--stride 16 --image-scale none --optimizer sgd)"
+                             if args.paper else ""))
     _check_resume(out, config)  # before anything in the folder is written
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(json.dumps(config, indent=2) + "\n", out / "config.json")
     torch.manual_seed(args.seed)
     data = ShapesDataset("train", num_images=args.train_images)
-    if args.method == "joint":
-        model = shapes_faster_rcnn(pretrained=True, **config["model"])
+    if args.method in ("joint", "joint-exact"):
+        joint = "exact" if args.method == "joint-exact" else "approximate"
+        model = shapes_faster_rcnn(pretrained=True, joint=joint, **config["model"])
         histories = [train_joint(model, data, minutes=args.minutes, out=out, device=device,
                                  seed=args.seed, lr=args.lr, optimizer=args.optimizer)]
     else:
@@ -242,7 +251,12 @@ def build_parser():
     p = argparse.ArgumentParser(prog="python -m frcnn_edu", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train Faster R-CNN on the shapes data")
-    t.add_argument("--method", choices=["joint", "four-step"], default="joint")
+    t.add_argument("--method", choices=["joint", "joint-exact", "four-step"], default="joint",
+                   help="joint: approximate joint training (default; the detector treats the "
+                        "proposals as constants); joint-exact: non-approximate joint training "
+                        "(the detector loss also trains the RPN's box regression through "
+                        "RoIAlign's box gradient; needs --pooler roi_align); four-step: the "
+                        "paper's 4-step alternating training (Faster R-CNN sec. 3.2)")
     t.add_argument("--out", required=True, help="folder for checkpoints, model.pt, metrics.json")
     t.add_argument("--minutes", type=_positive(float), default=5.0, help="training time budget")
     t.add_argument("--train-images", type=_positive(int), default=1000)

@@ -194,10 +194,14 @@ def _check_settings(pre_nms_top_n, post_nms_top_n, nms_thresh, min_size, order="
 
 def _proposals_one_image(anchors, logits, deltas, image_size, pre_nms_top_n, post_nms_top_n,
                          nms_thresh, min_size, order="score", apply_deltas=True, generator=None):
+    # Decoding and clipping are autograd ops, so the boxes carry the deltas' graph when the
+    # deltas do (differentiable=True). Everything after that only *selects* boxes: the choices
+    # are made on detached copies and applied as indices to the boxes, which keep their graph.
     boxes = clip_boxes(decode_boxes(anchors, deltas) if apply_deltas else anchors, image_size)
-    keep = remove_small_boxes(boxes, min_size)
-    keep = keep[(boxes[keep, 2] > boxes[keep, 0]) & (boxes[keep, 3] > boxes[keep, 1])]
-    boxes, logits = boxes[keep], logits[keep]
+    fixed = boxes.detach()
+    keep = remove_small_boxes(fixed, min_size)
+    keep = keep[(fixed[keep, 2] > fixed[keep, 0]) & (fixed[keep, 3] > fixed[keep, 1])]
+    boxes, fixed, logits = boxes[keep], fixed[keep], logits[keep]
     # The rank key: the objectness, or (order="random") a random priority per box, which
     # then decides both the top-n cuts and which box NMS keeps.
     if order == "random":
@@ -205,17 +209,17 @@ def _proposals_one_image(anchors, logits, deltas, image_size, pre_nms_top_n, pos
     else:
         key = logits
     ranked = torch.sort(key, descending=True, stable=True).indices[:pre_nms_top_n]
-    boxes, logits, key = boxes[ranked], logits[ranked], key[ranked]
+    boxes, fixed, logits, key = boxes[ranked], fixed[ranked], logits[ranked], key[ranked]
     if nms_thresh is None:                                     # no NMS: the first post_nms_top_n
         keep = torch.arange(min(len(boxes), post_nms_top_n), device=boxes.device)
     else:
-        keep = nms(boxes, key, nms_thresh, max_kept=post_nms_top_n)
+        keep = nms(fixed, key, nms_thresh, max_kept=post_nms_top_n)
     return boxes[keep], torch.sigmoid(logits[keep])
 
 
 def generate_proposals(anchors, objectness, deltas, image_sizes, pre_nms_top_n=6000,
                        post_nms_top_n=300, nms_thresh=0.7, min_size=0.0, *, order="score",
-                       apply_deltas=True, generator=None):
+                       apply_deltas=True, generator=None, differentiable=False):
     """The RPN proposal layer (Faster R-CNN sec. 3.3; py-faster-rcnn ``proposal_layer.py``).
 
     For each image: decode ``deltas`` against the anchors (eq. 2), clip to the image, drop boxes
@@ -237,14 +241,19 @@ def generate_proposals(anchors, objectness, deltas, image_sizes, pre_nms_top_n=6
             torch's global RNG): the RPN "without its cls layer". ``apply_deltas=False``
             ignores the deltas, so the proposals are the clipped anchors themselves: the RPN
             "without its reg layer".
+        differentiable: False (default): the boxes are detached. True: they stay functions of
+            ``deltas`` (non-approximate joint training, Faster R-CNN sec. 3.2). Decoding (eq. 2)
+            is smooth; clipping is a clamp, differentiable almost everywhere (a clipped
+            coordinate gets gradient 0); removing small or empty boxes, the top-n cuts and NMS
+            are index selections computed without the graph (no gradient flows through the
+            choice, the kept boxes keep theirs). The scores are always detached.
 
     Returns:
         (boxes, scores): lists of N tensors [P_i, 4] and [P_i], P_i <= post_nms_top_n, sorted by
         decreasing score (``order="random"``: in the random priority's order; the scores are
         still the boxes' objectness). Scores are sigmoid *probabilities*, as torchvision's
         ``RegionProposalNetwork.filter_proposals`` returns (sorting and NMS use the logits:
-        same order, no ties from saturation). Outputs are detached: the proposals are constants
-        for the detector (approximate joint training, Faster R-CNN sec. 3.2).
+        same order, no ties from saturation). Outputs are detached unless ``differentiable``.
 
     Differences from torchvision's ``filter_proposals``: it takes the top-n per feature level
     *before* clipping and removing small boxes (this follows py-faster-rcnn: clip, remove, then
@@ -253,7 +262,7 @@ def generate_proposals(anchors, objectness, deltas, image_sizes, pre_nms_top_n=6
     """
     anchors = _check_proposal_inputs(anchors, objectness, deltas, image_sizes)
     _check_settings(pre_nms_top_n, post_nms_top_n, nms_thresh, min_size, order)
-    objectness, deltas = objectness.detach(), deltas.detach()
+    objectness, deltas = objectness.detach(), deltas if differentiable else deltas.detach()
     all_boxes, all_scores = [], []
     for i, size in enumerate(image_sizes):
         boxes, scores = _proposals_one_image(anchors[i].detach().to(deltas), objectness[i], deltas[i],

@@ -1,7 +1,9 @@
 """RoI max pooling (Fast R-CNN sec. 2.1) and RoIAlign (Mask R-CNN sec. 3) in plain PyTorch.
 
 Both take the same arguments as ``torchvision.ops.roi_pool`` / ``roi_align`` and return the same
-values and gradients (tests compare them). The gradient comes from autograd.
+values and gradients (tests compare them). The gradient comes from autograd. Unlike torchvision's,
+``roi_align`` also returns a gradient with respect to the box coordinates when the boxes require
+grad (what non-approximate joint training needs, Faster R-CNN sec. 3.2); ``roi_pool`` cannot.
 
 Shape key:
     N     images in the batch
@@ -9,6 +11,7 @@ Shape key:
     H, W  feature-map height and width
     R     RoIs (over all images)
     ph, pw  output (pooled) height and width, e.g. 7 x 7
+    gy, gx  sample points per bin along y and x (the sampling grid of RoIAlign)
 
 Boxes are ``Tensor[R, 5]`` rows ``(batch_index, x1, y1, x2, y2)`` or a list of ``Tensor[R_n, 4]``,
 one per image, in input-image pixels; ``spatial_scale`` (e.g. 1/16) maps them onto the feature map.
@@ -24,6 +27,17 @@ sampling_ratio grid (adaptive: ceil(roi_height / ph) rows, ceil(roi_width / pw) 
 bilinearly interpolated points, which are averaged. ``aligned=True`` shifts the box by -0.5 cell
 so that pixel centres line up (Detectron2's fix; the paper's version is ``aligned=False``).
 
+Gradients with respect to the boxes. RoI max pooling has none: it rounds the box to whole cells
+and takes the max cell of each bin, so its output is piecewise constant in the box coordinates
+(derivative 0 almost everywhere, undefined where a rounding flips). RoIAlign's samples move
+continuously with the box and bilinear interpolation is differentiable in the sample position, so
+``roi_align_sampled`` (the readable version: sample points -> bilinear interpolation -> average
+per bin) differentiates through the box with autograd. That gradient is only piecewise smooth:
+it jumps where a sample crosses a cell boundary (its four neighbours change), where a sample
+leaves [-1, H] (it becomes 0) or is clamped at the border, and where the adaptive grid count
+ceil(roi_h / ph) changes (an integer, not differentiated). ``roi_align`` takes that path when the
+boxes require grad, and the fast separable one below otherwise.
+
 How they are vectorised here (read ``roi_pool_loop`` first for the idea itself):
 - roi_pool finds every bin's max with a 2-D sparse table (maxima of all 2^i x 2^j windows, so a
   bin is the union of four windows) over codes that carry each value with its position, then
@@ -38,7 +52,7 @@ from functools import partial
 import torch
 from torch import nn
 
-__all__ = ["roi_pool", "roi_align", "roi_pool_loop", "RoIPool", "RoIAlign"]
+__all__ = ["roi_pool", "roi_align", "roi_align_sampled", "roi_pool_loop", "RoIPool", "RoIAlign"]
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -52,7 +66,8 @@ def _pair(output_size):
 
 
 def _check_args(input, boxes, spatial_scale):
-    """Validate the arguments and return the boxes as rois ``[R, 5]`` in ``input.dtype``."""
+    """Validate the arguments and return the boxes as rois ``[R, 5]`` in ``input.dtype``, still
+    attached to the boxes' autograd graph (callers that need no box gradient detach them)."""
     if not isinstance(input, torch.Tensor) or input.dim() != 4 or not input.is_floating_point():
         got = list(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
         raise ValueError(f"input must be a float tensor [N, C, H, W], got {got}")
@@ -78,7 +93,7 @@ def _check_args(input, boxes, spatial_scale):
     batch = rois[:, 0]
     if ((batch < 0) | (batch >= input.shape[0]) | (batch != batch.floor())).any():
         raise ValueError(f"boxes[:, 0] must be image indices in 0..{input.shape[0] - 1}")
-    return rois.detach()
+    return rois
 
 
 def _empty_output(input, output_size):
@@ -223,8 +238,13 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     (ph, pw). Returns [R, C, ph, pw]. The argmax cells are found without gradient; the output
     then gathers them from ``input``, so autograd routes each gradient to its argmax cell.
     ``input`` is assumed finite: a NaN wins a bin here, torchvision's kernel skips it.
+
+    No gradient reaches the boxes, even when they require grad: each bin rounds the box to whole
+    cells and its argmax picks one cell, so the output is piecewise constant in the box
+    coordinates. Its derivative is 0 almost everywhere and undefined at the bin edges where a
+    rounding flips, which is useless for training (use ``roi_align`` for a box gradient).
     """
-    rois, (ph, pw) = _check_args(input, boxes, spatial_scale), _pair(output_size)
+    rois, (ph, pw) = _check_args(input, boxes, spatial_scale).detach(), _pair(output_size)
     if rois.shape[0] == 0:
         return _empty_output(input, (ph, pw))
     with torch.no_grad():
@@ -241,7 +261,7 @@ def roi_pool_loop(input, boxes, output_size, spatial_scale=1.0):
     Same arguments and results as :func:`roi_pool` (and torchvision), only much slower.
     """
     pooled_h, pooled_w = _pair(output_size)
-    rois = _check_args(input, boxes, spatial_scale)
+    rois = _check_args(input, boxes, spatial_scale).detach()
     num_channels, height, width = input.shape[1:]
     outputs = []
     for roi in rois:  # (image_index, x1, y1, x2, y2), 0-d tensors in the input's precision
@@ -303,18 +323,11 @@ def _align_weights(start, length, pooled, grid, size):
     return weights
 
 
-def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-    """RoIAlign (Mask R-CNN sec. 3), equal to ``torchvision.ops.roi_align``.
-
-    input: [N, C, H, W]; boxes: Tensor[R, 5] or list of Tensor[R_n, 4]; output_size: int or
-    (ph, pw); sampling_ratio: samples per bin along each axis, or <= 0 for adaptive
-    (ceil(roi size / output size), different for every RoI). Returns [R, C, ph, pw].
-    """
-    rois, (ph, pw) = _check_args(input, boxes, spatial_scale), _pair(output_size)
-    if rois.shape[0] == 0:
-        return _empty_output(input, (ph, pw))
-    H, W = input.shape[2:]
-    scale = torch.tensor(spatial_scale, dtype=rois.dtype, device=rois.device)
+def _roi_geometry(rois, spatial_scale, output_size, sampling_ratio, aligned):
+    """Each RoI on the feature map, as torchvision's kernel computes it: start (x1, y1), width,
+    height (each [R], differentiable in ``rois``) and the sample grid per bin (grid_h, grid_w,
+    int64 [R]). The adaptive grid ceil(size / pooled) is an integer count: no gradient."""
+    (ph, pw), scale = output_size, torch.tensor(spatial_scale, dtype=rois.dtype, device=rois.device)
     box = rois[:, 1:] * scale - (0.5 if aligned else 0.0)                 # feature-map cells
     width, height = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
     if not aligned:                                                       # malformed -> 1 cell
@@ -322,11 +335,116 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     if sampling_ratio > 0:
         grid_h = grid_w = torch.full_like(width, sampling_ratio, dtype=torch.long)
     else:
-        grid_h = torch.ceil(height / ph).clamp(min=0).long()
-        grid_w = torch.ceil(width / pw).clamp(min=0).long()
-    a_y = _align_weights(box[:, 1], height, ph, grid_h, H)                # [R, ph, H]
-    a_x = _align_weights(box[:, 0], width, pw, grid_w, W)                 # [R, pw, W]
+        grid_h = torch.ceil(height.detach() / ph).clamp(min=0).long()
+        grid_w = torch.ceil(width.detach() / pw).clamp(min=0).long()
+    return box[:, 0], box[:, 1], width, height, grid_h, grid_w
+
+
+def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+    """RoIAlign (Mask R-CNN sec. 3), equal to ``torchvision.ops.roi_align``.
+
+    input: [N, C, H, W]; boxes: Tensor[R, 5] or list of Tensor[R_n, 4]; output_size: int or
+    (ph, pw); sampling_ratio: samples per bin along each axis, or <= 0 for adaptive
+    (ceil(roi size / output size), different for every RoI). Returns [R, C, ph, pw].
+    When the boxes require grad, the output is also differentiable in the box coordinates
+    (``roi_align_sampled``, the readable version); otherwise the fast separable path runs.
+    """
+    rois, size = _check_args(input, boxes, spatial_scale), _pair(output_size)
+    if rois.shape[0] == 0:
+        return _empty_output(input, size)
+    if rois.requires_grad and torch.is_grad_enabled():
+        return _roi_align_sampled(input, rois, size, spatial_scale, sampling_ratio, aligned)
+    H, W = input.shape[2:]
+    x1, y1, width, height, grid_h, grid_w = _roi_geometry(rois, spatial_scale, size,
+                                                          sampling_ratio, aligned)
+    a_y = _align_weights(y1, height, size[0], grid_h, H)                  # [R, ph, H]
+    a_x = _align_weights(x1, width, size[1], grid_w, W)                   # [R, pw, W]
     return _separable_pool(input, rois[:, 0].long(), a_y, a_x)
+
+
+# ----------------------------------------------------------------------------- RoIAlign, readable
+def _sample_points(start, length, pooled, grid):
+    """Sample coordinates along one axis, [R, pooled, g_max], and the mask of real samples.
+
+    Bin p of a RoI covers [start + p * bin, start + (p + 1) * bin) with bin = length / pooled;
+    its ``grid`` samples sit at the centres of ``grid`` equal sub-bins. The coordinates are
+    computed from ``start`` and ``length`` with autograd-tracked ops, so they carry the box
+    gradient; RoIs with fewer samples than ``g_max`` mask the rest out. Same operation order as
+    torchvision's kernel (start + p * bin) + (k + 0.5) * bin / grid, so the values match.
+    """
+    dev, dt = start.device, start.dtype
+    bin_size = (length / pooled).view(-1, 1, 1)                              # [R, 1, 1]
+    g = grid.view(-1, 1, 1)
+    p = torch.arange(pooled, device=dev, dtype=dt).view(1, -1, 1)
+    k = torch.arange(max(int(grid.max()), 1), device=dev, dtype=dt).view(1, 1, -1)
+    pos = (start.view(-1, 1, 1) + p * bin_size) + (k + 0.5) * bin_size / g.clamp(min=1).to(dt)
+    return pos, (k < g).expand_as(pos)
+
+
+def _bilinear_neighbours(pos, size):
+    """The two cells around each coordinate and their bilinear weights, torchvision's rules.
+
+    Returns (low, high) int64 cell indices, (w_low, w_high) weights (differentiable in ``pos``)
+    and the mask of coordinates inside [-1, size]; a sample outside it contributes 0.
+    """
+    inside = (pos >= -1) & (pos <= size)
+    pos = pos.clamp(min=0)               # within one cell before the map: the border value
+    low = pos.detach().floor().clamp(max=size - 1)     # an index: chosen, not differentiated
+    # at or past the last cell centre all the weight goes to that cell (no cell beyond it)
+    at_border = low >= size - 1
+    frac = torch.where(at_border, torch.zeros_like(pos), pos - low)      # d frac / d pos = 1
+    high = torch.where(at_border, low, low + 1)
+    return low.long(), high.long(), 1 - frac, frac, inside
+
+
+def _roi_align_sampled(input, rois, output_size, spatial_scale, sampling_ratio, aligned):
+    """``roi_align_sampled`` on checked rois [R, 5] (attached to the boxes' graph)."""
+    (N, C, H, W), (ph, pw) = input.shape, output_size
+    x1, y1, width, height, grid_h, grid_w = _roi_geometry(rois, spatial_scale, output_size,
+                                                          sampling_ratio, aligned)
+    y, real_y = _sample_points(y1, height, ph, grid_h)                  # [R, ph, gy]
+    x, real_x = _sample_points(x1, width, pw, grid_w)                   # [R, pw, gx]
+    y_cells, y_weights, in_y = _axis_parts(y, real_y, H)
+    x_cells, x_weights, in_x = _axis_parts(x, real_x, W)
+    # Every sample is (row sample of bin row i) x (column sample of bin column j): the 2-D
+    # arrays below are [R, ph, gy, pw, gx]; a sample counts only if it is real and inside
+    # the map along both axes.
+    keep = (in_y[:, :, :, None, None] & in_x[:, None, None]).to(input.dtype)
+    features = input.permute(0, 2, 3, 1).reshape(N * H * W, C)         # one row per cell
+    batch = rois[:, 0].long().view(-1, 1, 1, 1, 1)
+    out = 0
+    for row, w_row in zip(y_cells, y_weights):                          # the 4 neighbours:
+        for col, w_col in zip(x_cells, x_weights):                      # (low|high) x (low|high)
+            cell = (batch * H + row[:, :, :, None, None]) * W + col[:, None, None]
+            weight = w_row[:, :, :, None, None] * w_col[:, None, None] * keep
+            out = out + weight[..., None] * features[cell]              # [R, ph, gy, pw, gx, C]
+    # average per bin: every real sample counts, also the ones outside the map (they gave 0)
+    count = (grid_h * grid_w).clamp(min=1).to(input.dtype).view(-1, 1, 1, 1)
+    return (out.sum(dim=(2, 4)) / count).permute(0, 3, 1, 2)            # [R, C, ph, pw]
+
+
+def _axis_parts(pos, real, size):
+    """(low, high) cells, their weights and the 'counts' mask of samples along one axis."""
+    low, high, w_low, w_high, inside = _bilinear_neighbours(pos, size)
+    return (low, high), (w_low, w_high), real & inside
+
+
+def roi_align_sampled(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
+                      aligned=False):
+    """RoIAlign written as its definition, differentiable in the box coordinates.
+
+    Same arguments and values as :func:`roi_align` (and torchvision). For every bin it places
+    gy x gx sample points (``_sample_points``), interpolates the feature map bilinearly at each
+    from its four neighbouring cells (``_bilinear_neighbours``) and averages them. The sample
+    coordinates are autograd-tracked functions of the boxes and the bilinear weights are linear
+    in them, so ``out.backward()`` fills ``boxes.grad`` as well as the input's gradient. The
+    box gradient is piecewise smooth: it changes abruptly where a sample crosses a cell boundary,
+    enters or leaves the map, or where the adaptive grid count changes.
+    """
+    rois, size = _check_args(input, boxes, spatial_scale), _pair(output_size)
+    if rois.shape[0] == 0:
+        return _empty_output(input, size)
+    return _roi_align_sampled(input, rois, size, spatial_scale, sampling_ratio, aligned)
 
 
 def _separable_pool(input, batch, a_y, a_x):

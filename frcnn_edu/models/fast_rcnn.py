@@ -66,13 +66,22 @@ class RoIHead(nn.Module):
         """Per image: label proposals, sample R RoIs (25% fg), regression targets. Sec. 2.3."""
         rois, labels, gt_deltas = [], [], []
         for props, t in zip(proposals, targets):
-            lab, matched = label_proposals(props, t["boxes"], t["labels"], self.fg_iou, self.bg_iou)
+            lab, matched = label_proposals(props.detach(), t["boxes"], t["labels"], self.fg_iou,
+                                           self.bg_iou)
             keep = sample_proposals(lab, self.rois_per_image, self.fg_fraction)
             props, lab, matched = props[keep], lab[keep], matched[keep]
-            deltas = torch.zeros_like(props)
+            # The regression targets are constants even when the proposals carry a gradient
+            # (non-approximate joint training): they define what the head should predict for
+            # this RoI. A target that moved with the box would let the loss drop by moving the
+            # proposal until encode(proposal, gt) matched whatever the head predicts, without
+            # the head or the proposal getting any better. The paper (sec. 3.2) names the missing
+            # gradient as the one w.r.t. the box coordinates that enter the RoI pooling layer:
+            # that path, through the pooled features, is the only one non-approximate adds.
+            fixed = props.detach()
+            deltas = torch.zeros_like(fixed)
             fg = lab > 0
             if fg.any():
-                deltas[fg] = encode_boxes(props[fg], t["boxes"][matched[fg]], BOX_WEIGHTS)
+                deltas[fg] = encode_boxes(fixed[fg], t["boxes"][matched[fg]], BOX_WEIGHTS)
             rois.append(props)
             labels.append(lab)
             gt_deltas.append(deltas)

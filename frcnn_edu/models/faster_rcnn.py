@@ -2,8 +2,11 @@
 
 One network: shared conv layers (the backbone), the Region Proposal Network (sec. 3.1) and the
 Fast R-CNN detector (`RoIHead`). In training mode the model returns the four named losses of
-approximate joint training (sec. 3.2): the RPN's proposals are treated as constants by the
-detector (no gradient through their coordinates), and the ground-truth boxes are added to them.
+joint training (sec. 3.2), and the ground-truth boxes are added to the RPN's proposals. With
+`joint="approximate"` (the paper's experiments, the default) the detector treats the proposals
+as constants (no gradient through their coordinates); with `joint="exact"` (non-approximate
+joint training) the detector loss also back-propagates through RoIAlign into the proposal
+coordinates and from there into the RPN's box-regression branch and the shared layers.
 In eval mode it returns torchvision's detection format in input-image pixels.
 
 Shape key:
@@ -29,6 +32,15 @@ class FasterRCNN(nn.Module):
     model's own RPN or, if given, from `proposals=`). `image_scale` resizes every image so its
     shorter side has that many pixels (the paper's s); boxes in and out stay in the caller's
     pixels, anchors are in resized pixels.
+
+    `joint` chooses what the detector loss sees of the proposals when `stages="both"`:
+    "approximate" detaches them (approximate joint training); "exact" keeps them as functions of
+    the RPN's predicted deltas (non-approximate joint training), which needs an RoI layer
+    differentiable in the box coordinates, i.e. `pooler="roi_align"`. In "exact" the proposal
+    layer's clipping is a clamp (a clipped coordinate gets gradient 0), the removal of small or
+    empty boxes, the top-N cuts and NMS are index selections (no gradient through the choice;
+    the kept boxes carry theirs), the appended ground-truth boxes are constants, and the
+    detector's regression targets are detached (see `RoIHead.sample`).
     """
 
     def __init__(self, backbone, num_classes, anchor_sizes=(128, 256, 512),
@@ -37,14 +49,23 @@ class FasterRCNN(nn.Module):
                  rpn_post_nms_top_n=(2000, 300), rpn_nms_thresh=0.7, rois_per_image=64,
                  fg_fraction=0.25, bg_iou=(0.0, 0.5), pooler="roi_pool", fc=None,
                  representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.3,
-                 detections_per_image=100, image_scale=None):
+                 detections_per_image=100, image_scale=None, joint="approximate"):
         super().__init__()
+        if joint not in ("approximate", "exact"):
+            raise ValueError(f'joint must be "approximate" (proposals are constants to the '
+                             f'detector, the paper) or "exact" (non-approximate), got {joint!r}')
+        if joint == "exact" and pooler != "roi_align":
+            raise ValueError(f'joint="exact" back-propagates the detector loss into the proposal '
+                             f'coordinates, which needs an RoI layer differentiable in them: '
+                             f'pass pooler="roi_align" (pooler={pooler!r} is RoI max pooling, '
+                             f'piecewise constant in the box), or use joint="approximate"')
         if num_classes < 2:
             raise ValueError(f"num_classes counts background and must be >= 2, got {num_classes}")
         if image_scale is not None and not (isinstance(image_scale, int) and image_scale > 0):
             raise ValueError(f"image_scale is the shorter side in pixels (the paper's s = 600), "
                              f"a positive int or None (no resizing), got {image_scale!r}")
         self.backbone, self.num_classes, self.image_scale = backbone, num_classes, image_scale
+        self.joint = joint
         self.rpn = RegionProposalNetwork(
             backbone.out_channels, backbone.stride, anchor_sizes, anchor_ratios,
             batch_size_per_image=rpn_batch_size, pre_nms_top_n=rpn_pre_nms_top_n,
@@ -61,17 +82,9 @@ class FasterRCNN(nn.Module):
     def forward(self, images, targets=None, stages="both", proposals=None):
         if stages not in ("both", "rpn", "detector"):
             raise ValueError(f'stages must be "both", "rpn" or "detector", got {stages!r}')
-        if self.training:  # boxes inside their image, float32 (float64 converted, as torchvision)
-            check_images(images)
-            targets = check_targets(targets, self.num_classes, len(images),
-                                    image_sizes=[tuple(img.shape[-2:]) for img in images])
-        images, factors = self.resize(images)
-        if self.training:
-            targets = [dict(t, boxes=t["boxes"] * f) for t, f in zip(targets, factors)]
+        features, sizes, targets, factors = self._prepare(images, targets, self.training)
         if proposals is not None:
             proposals = [p * f for p, f in zip(proposals, factors)]
-        x, sizes = batch_images(images, self.backbone.stride)
-        features = self.backbone(x)
         rpn_targets = targets if self.training and stages != "detector" else None
         if proposals is None:
             rpn_alone = self.training and stages == "rpn"  # losses only: no proposal layer
@@ -83,9 +96,36 @@ class FasterRCNN(nn.Module):
             return [dict(d, boxes=d["boxes"] / f) for d, f in zip(detections, factors)]
         if stages == "rpn":
             return rpn_losses
-        proposals = [torch.cat([p.detach(), t["boxes"]]) for p, t in zip(proposals, targets)]
+        # Approximate joint training: the detector treats the proposals as constants (detach);
+        # exact: they stay functions of the RPN's deltas (only when this step trains both).
+        exact = self.joint == "exact" and stages == "both"
+        proposals = [torch.cat([p if exact else p.detach(), t["boxes"]])
+                     for p, t in zip(proposals, targets)]
         head_losses = self.roi_heads(features, proposals, sizes, targets)
         return {**rpn_losses, **head_losses}
+
+    def shared_features(self, images, targets=None):
+        """The shared conv layers' output for a batch: (features [N, C, Hf, Wf], the (resized)
+        image sizes, and the targets with their boxes in resized pixels, or None).
+
+        The first part of `forward`: check the targets when given, resize the images
+        (`image_scale`), pad them into one batch and run the backbone once. The RPN
+        (`self.rpn(features, sizes, targets)`) and the detector (`self.roi_heads(features,
+        rois, sizes, targets)`) both read its result.
+        """
+        features, sizes, targets, _ = self._prepare(images, targets, targets is not None)
+        return features, sizes, targets
+
+    def _prepare(self, images, targets, check):
+        if check:  # boxes inside their image, float32 (float64 converted, as torchvision)
+            check_images(images)
+            targets = check_targets(targets, self.num_classes, len(images),
+                                    image_sizes=[tuple(img.shape[-2:]) for img in images])
+        images, factors = self.resize(images)
+        if check:
+            targets = [dict(t, boxes=t["boxes"] * f) for t, f in zip(targets, factors)]
+        x, sizes = batch_images(images, self.backbone.stride)
+        return self.backbone(x), sizes, targets, factors
 
     @torch.no_grad()  # proposals are constants to whoever uses them: no graph to keep
     def propose(self, images, train_settings=False):

@@ -94,8 +94,12 @@ class RegionProposalNetwork(nn.Module):
     def forward(self, features, image_sizes, targets=None, propose=True):
         """Returns (proposals list[[P, 4]], scores list[[P]], losses dict).
 
-        Proposals are detached: the detector treats them as constants (approximate joint
-        training, sec. 3.2). Losses are empty in eval mode or when targets is None.
+        In training mode the proposals keep the graph of the predicted deltas (decode and clip
+        are differentiable almost everywhere; the selections are index choices): whether the
+        detector treats them as constants (approximate joint training, sec. 3.2) or
+        back-propagates into them (non-approximate) is the caller's choice, made in
+        `FasterRCNN.forward`. In eval mode they are detached. Losses are empty in eval mode or
+        when targets is None.
         `propose=False` skips the proposal layer (proposals and scores are None): training the
         RPN alone (4-step steps 1 and 3) needs only its losses, and the layer's NMS over all
         A anchors costs about as much as the rest of such a step.
@@ -108,9 +112,10 @@ class RegionProposalNetwork(nn.Module):
             ablations = {} if self.training else dict(
                 order=self.test_order, apply_deltas=self.test_apply_deltas, generator=self.generator)
             proposals, scores = generate_proposals(
-                anchors, pred_logits.detach(), pred_deltas.detach(), image_sizes,
+                anchors, pred_logits.detach(), pred_deltas, image_sizes,
                 pre_nms_top_n=self.pre_nms_top_n[mode], post_nms_top_n=self.post_nms_top_n[mode],
-                nms_thresh=self.nms_thresh, min_size=self.min_size, **ablations)
+                nms_thresh=self.nms_thresh, min_size=self.min_size,
+                differentiable=self.training, **ablations)
         losses = {}
         if targets is not None:
             losses = self.loss(anchors, pred_logits, pred_deltas, image_sizes, targets)

@@ -1,9 +1,9 @@
 """Training: the shared loop, checkpoints, and Faster R-CNN's training schemes (sec. 3.2)."""
 from .checkpoint import load_checkpoint, load_weights, save_atomic, save_checkpoint
-from .loop import check_dataset, train
+from .loop import check_dataset, train, training_step
 from .rcnn_fit import fit_rcnn
 from .schemes import WithProposals, train_fast_rcnn, train_four_step, train_joint
 
-__all__ = ["train", "train_joint", "train_four_step", "train_fast_rcnn",
+__all__ = ["train", "training_step", "train_joint", "train_four_step", "train_fast_rcnn",
            "WithProposals", "fit_rcnn", "check_dataset", "save_checkpoint",
            "load_checkpoint", "load_weights", "save_atomic"]

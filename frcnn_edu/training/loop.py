@@ -18,6 +18,7 @@ the run that a fresh call with the larger budget trains. It says it is finished 
 Shape key:
     B  images per step (the paper's N = 2 for Fast R-CNN, 1 for the RPN)
 """
+import functools
 import math
 import numbers
 import time
@@ -111,11 +112,34 @@ def _check_batch(images, indices, step):
 _TERM_OF_OUTPUT = {"objectness": "loss_objectness", "deltas": "loss_rpn_box_reg"}
 
 
-def _step(model, optimizer, forward, images, targets, step, lr):
+def training_step(model, images, targets, optimizer, forward=default_forward):
+    """One SGD step on the sum of the named losses; returns the dict of losses (tensors).
+
+    `forward(model, images, targets)` gives the losses: for a `FasterRCNN` the default is its
+    training forward, the four losses of joint training (the model's `joint` setting decides
+    whether the detector treats the proposals as constants). A NaN or inf loss raises a
+    FloatingPointError before the backward pass, so the weights are not spoiled.
+    """
+    losses = forward(model, images, targets)
+    for name, value in losses.items():
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"{name} is {value.item()}; lower the learning rate or "
+                                     "check the data")
+    optimizer.zero_grad(set_to_none=True)
+    sum(losses.values()).backward()
+    optimizer.step()
+    return losses
+
+
+def _step(model, optimizer, step_fn, images, targets, step, lr):
+    """Set the learning rate, run `step_fn(model, images, targets, optimizer)` and turn its
+    losses into floats; failures name the step."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     try:
-        losses = forward(model, images, targets)
+        losses = step_fn(model, images, targets, optimizer)
+    except FloatingPointError as e:
+        raise FloatingPointError(f"training stopped at step {step}: {e}") from e
     except NonFiniteError as e:  # a loss's input (a model output) became NaN or inf
         raise FloatingPointError(f"training stopped at step {step}: {e}; the training diverged: "
                                  f"lower the learning rate (now {lr:.3g})") from e
@@ -128,14 +152,15 @@ def _step(model, optimizer, forward, images, targets, step, lr):
                                      "inf; the training diverged: lower the learning rate "
                                      f"(now {lr:.3g})") from e
         raise
-    for name, value in losses.items():
-        if not torch.isfinite(value):
-            raise FloatingPointError(f"training stopped at step {step}: {name} is {value.item()}; "
+    if not isinstance(losses, dict) or not losses:
+        raise TypeError(f"step_fn must return the dict of named losses, got {type(losses).__name__}")
+    record = {name: value.item() if torch.is_tensor(value) else float(value)
+              for name, value in losses.items()}
+    for name, value in record.items():   # a step_fn of one's own: checked after its step
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training stopped at step {step}: {name} is {value}; "
                                      "lower the learning rate or check the data")
-    optimizer.zero_grad(set_to_none=True)
-    sum(losses.values()).backward()
-    optimizer.step()
-    return {name: value.item() for name, value in losses.items()}
+    return record
 
 
 def make_optimizer(params, name, lr, momentum, weight_decay):
@@ -219,7 +244,7 @@ def check_resume(stored, settings, out, state):
 def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2, lr=0.01,
           momentum=0.9, weight_decay=5e-4, optimizer="sgd", warmup=50, lr_drops=(0.75,), params=None,
           forward=default_forward, flip=True, out=None, device=None, seed=0,
-          progress=True, desc="train", calibration_steps=10):
+          progress=True, desc="train", calibration_steps=10, step_fn=None):
     """Train `model` on `dataset` for a budget of steps, epochs or minutes; returns the history.
 
     The history is a list of dicts, one per step: step, epoch, lr, time (seconds of training so
@@ -232,7 +257,15 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
     `optimizer` is "sgd" (the papers' SGD with momentum) or "adam" (lr ~5e-4). With `minutes`
     the clock schedules the run: the learning rate drops after `lr_drops` of the time and the
     last step starts before the minutes are spent.
+    `step_fn(model, images, targets, optimizer)`, when given, replaces `training_step` (the
+    default: `forward`'s losses, summed, one optimizer step): it must do the whole step and
+    return the dict of named losses. The loop still sets the learning rate before each call,
+    batches, flips, checkpoints and records the history (lesson 05's exercise trains with it).
     """
+    if step_fn is None:
+        step_fn = functools.partial(training_step, forward=forward)
+    elif forward is not default_forward:
+        raise ValueError("give forward= or step_fn=, not both: a step_fn computes its own losses")
     settings = run_settings(steps, epochs, minutes, optimizer, lr, momentum, weight_decay,
                             batch_size, seed, warmup, lr_drops, flip)
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -258,7 +291,7 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
                 break
             _check_batch(images, indices, state["step"])
             rate = lr_at(state["step"], done, lr, warmup, lr_drops)
-            record = _step(model, optimizer, forward, *_to(device, images, targets), state["step"], rate)
+            record = _step(model, optimizer, step_fn, *_to(device, images, targets), state["step"], rate)
             state["step"] += 1
             state["history"].append({"step": state["step"], "epoch": state["epoch"], "lr": rate,
                                      "time": time.perf_counter() - started,

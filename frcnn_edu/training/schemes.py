@@ -3,6 +3,9 @@
 * Approximate joint training: one loop over the sum of the four losses. The detector treats
   the RPN's proposals as constants, so all weights are updated but the gradient of the detector
   loss with respect to the proposal coordinates is ignored (that is the approximation).
+* Non-approximate joint training: the same loop on a model built with `joint="exact"`: the
+  detector loss also back-propagates through RoIAlign (differentiable in the box coordinates,
+  `roi_ops.roi_align_sampled`) into the proposal coordinates and the RPN's box regression.
 * 4-step alternating training, the paper's main scheme:
   1. train the RPN, initialised from the pre-trained backbone;
   2. train a separate Fast R-CNN (a fresh pre-trained backbone) on step 1's proposals;
@@ -10,9 +13,9 @@
      fine-tune only the RPN's own layers;
   4. keep the shared layers frozen and fine-tune the detector's own layers on step 3's
      proposals. The two now share their conv layers: one unified network.
-Non-approximate joint training would also back-propagate into the proposal boxes, which needs
-an RoI warping layer differentiable in the box coordinates (not built here; the paper leaves it
-out of its experiments too).
+The paper leaves non-approximate joint training out of its experiments: it needs an RoI layer
+differentiable in the box coordinates (it cites the "RoI warping" layer of Dai et al., 2016);
+RoIAlign's bilinear sampling is one.
 
 Every function takes a budget and an `out` folder; each stage checkpoints in its own sub-folder,
 so an interrupted 4-step run resumes in the stage where it stopped.
@@ -44,7 +47,12 @@ def _budget(minutes, steps, share):
 
 
 def train_joint(model, dataset, *, minutes=None, steps=None, epochs=None, out=None, **kwargs):
-    """Approximate joint training: `train` on the sum of the four losses."""
+    """Joint training: `train` on the sum of the four losses.
+
+    Approximate or non-approximate as the model was built (`FasterRCNN(..., joint=...)`).
+    `step_fn=my_step` trains with one's own step, `my_step(model, images, targets, optimizer)`
+    returning the dict of losses (lesson 05's exercise); the other keywords go to `train`.
+    """
     check_budget(steps, epochs, minutes)
     check_dataset(dataset, model.num_classes)
     return train(model, dataset, minutes=minutes, steps=steps, epochs=epochs,
