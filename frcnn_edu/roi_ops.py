@@ -46,17 +46,18 @@ How they are vectorised here (read ``roi_pool_loop`` first for the idea itself):
   out = A_y @ feature @ A_x^T, with A_y [ph, H] and A_x [pw, W] holding the averaged bilinear
   weights of the sample points. Two matrix products; autograd differentiates them.
 """
-import math
-from functools import partial
-
 import torch
 from torch import nn
 
-__all__ = ["roi_pool", "roi_align", "roi_align_sampled", "roi_pool_loop", "RoIPool", "RoIAlign"]
+from .kernels.roi_align import align_weights, separable_pool
+from .kernels.roi_pool import roi_pool_argmax
+
+__all__ = ["roi_pool_loop", "roi_pool", "roi_align_sampled", "roi_align", "pool_bins", "round_half_away",
+           "pooled_size", "RoIPool", "RoIAlign"]
 
 
 # ----------------------------------------------------------------------------- argument checks
-def _pair(output_size):
+def pooled_size(output_size):
     """output_size int or (h, w) -> (h, w) of positive ints."""
     size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
@@ -102,19 +103,20 @@ def _empty_output(input, output_size):
 
 
 # ----------------------------------------------------------------------------- RoI max pooling
-def _round_half_away(x):
+# The readable loop first (roi_pool_loop), then the same answer through the fast kernel.
+def round_half_away(x):
     """C's round(): halves go away from zero (torch.round rounds halves to even)."""
     t = x.trunc()
     return torch.where((x - t).abs() >= 0.5, t + x.sign(), t)
 
 
-def _pool_bins(start, end, pooled, size):
+def pool_bins(start, end, pooled, size):
     """Bin edges of RoI pooling along one axis, as torchvision computes them.
 
     start, end: [R] RoI edges already scaled to the feature map (float). Returns int64 [R, pooled]
     bin starts and ends (end exclusive), clamped to 0..size; a bin with end <= start is empty.
     """
-    start, end = _round_half_away(start), _round_half_away(end)
+    start, end = round_half_away(start), round_half_away(end)
     length = (end - start + 1).clamp(min=1)                 # cells, malformed RoIs become 1 cell
     bin_size = length / pooled                              # [R]
     p = torch.arange(pooled, device=start.device, dtype=start.dtype)
@@ -123,144 +125,12 @@ def _pool_bins(start, end, pooled, size):
     return lo.clamp(0, size).long(), hi.clamp(0, size).long()
 
 
-# A "code" packs a cell's value and its index in input.flatten() so that the larger code holds the
-# larger value and, among equal values of one channel plane, the earlier position: the cell that
-# a row-major scan keeping the first strict maximum (torchvision's kernel) would pick. One
-# torch.maximum of two codes then gives the max of two windows together with its argmax.
-def _encode(input):
-    """Codes of all cells, channels last: int64 [N, H, W, C] (float64 input: float64 pairs
-    [N, H, W, C, 2], compared by ``_merge``)."""
-    N, C, H, W = input.shape
-    arange = partial(torch.arange, device=input.device)
-    values = input.detach().permute(0, 2, 3, 1)
-    if input.element_size() > 4 or input.numel() >= 2**32:  # no spare bits: (value, -index)
-        index = arange(N * C * H * W).view(N, C, H, W).permute(0, 2, 3, 1)
-        return torch.stack([values.double(), -index.double()], dim=-1).contiguous()
-    # float32/16: the value's 32 bits above, 0xFFFFFFFF - index below, in one int64.
-    bits = values.to(torch.float32, copy=True, memory_format=torch.contiguous_format)
-    bits = bits.add_(0.0).view(torch.int32)                          # -0.0 + 0.0 = +0.0
-    flip = (bits >> 31).bitwise_and_(0x7FFFFFFF)                     # negative floats: flip the
-    code = bits.bitwise_xor_(flip).long().bitwise_left_shift_(32)    # bits: int order = float order
-    code += 0xFFFFFFFF - arange(N).view(N, 1, 1, 1) * (C * H * W)     # in place, broadcast
-    code -= arange(H * W).view(1, H, W, 1) + arange(C) * (H * W)
-    return code
-
-
-def _merge(code_a, code_b):
-    """Elementwise max of two codes (see ``_encode``)."""
-    if code_a.dtype == torch.int64:
-        return torch.maximum(code_a, code_b)
-    (va, pa), (vb, pb) = code_a.unbind(-1), code_b.unbind(-1)
-    take_b = (vb > va) | ((vb == va) & (pb > pa))
-    return torch.where(take_b[..., None], code_b, code_a)
-
-
-def _decode(code):
-    """Index into input.flatten() held by a code."""
-    if code.dtype == torch.int64:
-        return 0xFFFFFFFF - (code & 0xFFFFFFFF)
-    return (-code[..., 1]).long()
-
-
-def _bin_ranges(rois, spatial_scale, output_size, H, W):
-    """Image index, row range [hs, he) and column range [ws, we) of every bin, each [R*ph*pw]
-    (bins in (r, i, j) order), and the mask of non-empty bins."""
-    (ph, pw), R = output_size, rois.shape[0]
-    scale = torch.tensor(spatial_scale, dtype=rois.dtype, device=rois.device)
-    hs, he = _pool_bins(rois[:, 2] * scale, rois[:, 4] * scale, ph, H)   # [R, ph]
-    ws, we = _pool_bins(rois[:, 1] * scale, rois[:, 3] * scale, pw, W)   # [R, pw]
-    shape = (R, ph, pw)
-    hs, he = hs[:, :, None].expand(shape).flatten(), he[:, :, None].expand(shape).flatten()
-    ws, we = ws[:, None, :].expand(shape).flatten(), we[:, None, :].expand(shape).flatten()
-    batch = rois[:, 0].long()[:, None].expand(R, ph * pw).flatten()
-    return batch, hs, he, ws, we, (he > hs) & (we > ws)
-
-
-def _roi_pool_argmax(input, rois, spatial_scale, output_size):
-    """Index into ``input.flatten()`` of the max cell of every bin and channel, [R, C, ph*pw]
-    (``input.numel()`` for empty bins), and the mask of non-empty bins, [R*ph*pw].
-
-    A 2-D sparse table answers the range-max queries: level (ly, lx) holds, for each cell, the
-    code (max and argmax) of the 2^ly x 2^lx window starting there. A bin of h x w cells is the
-    union of four such windows with 2^ly <= h, 2^lx <= w (they overlap, which max does not
-    mind; one window is enough when h = 2^ly and w = 2^lx). Channels are kept last so that one
-    lookup fetches all C codes. Bins are sorted by level, so each level is built once, in turn.
-    """
-    N, C, H, W = input.shape
-    batch, hs, he, ws, we, nonempty = _bin_ranges(rois, spatial_scale, output_size, H, W)
-    level_y = (he - hs).clamp(min=1).double().log2().floor().long()      # exact for integers
-    level_x = (we - ws).clamp(min=1).double().log2().floor().long()
-    exact = ((he - hs) == (1 << level_y)).long() * 2 + ((we - ws) == (1 << level_x)).long()
-    group = ((level_x * 64 + level_y) * 4 + exact)[nonempty]          # sorted: lx, then ly
-    bins = torch.nonzero(nonempty).squeeze(1)[torch.argsort(group, stable=True)]
-    keys, counts = torch.unique_consecutive(group.sort().values, return_counts=True)
-    P = output_size[0] * output_size[1]
-    best = torch.empty(len(batch) // P, C, P, device=input.device,  # [R, C, P]: output layout
-                       dtype=torch.int32 if input.numel() < 2**31 - 1 else torch.int64)
-    best_of_bin = best.permute(0, 2, 1)                               # [R, P, C] view
-    empty = torch.nonzero(~nonempty).squeeze(1)
-    best_of_bin[empty // P, empty % P] = input.numel()
-    code_x = code = _encode(input)
-    at_x = at_y = 0                                                   # level of code_x / code
-    for key, part in zip(keys.tolist(), bins.split(counts.tolist())):
-        lx, ly, exact_y, exact_x = key // 256, key // 4 % 64, key // 2 % 2, key % 2
-        while at_x < lx:                                              # windows 2^lx wide
-            at_x, s = at_x + 1, 1 << at_x
-            code_x = code = _merge(code_x[:, :, :-s], code_x[:, :, s:])
-            at_y = 0
-        while at_y < ly:                                              # windows 2^ly high
-            at_y, s = at_y + 1, 1 << at_y
-            code = _merge(code[:, :-s], code[:, s:])
-        for q in part.split(max(1, 2**17 // C)):                      # small temporaries
-            ys = [hs[q]] if exact_y else [hs[q], he[q] - (1 << ly)]
-            xs = [ws[q]] if exact_x else [ws[q], we[q] - (1 << lx)]
-            best_of_bin[q // P, q % P] = _query(code, batch[q], ys, xs).to(best.dtype)
-    return best, nonempty
-
-
-def _query(code, batch, ys, xs):
-    """Argmax indices [Q, C] of Q bins, each the union of the windows starting at the
-    rows ``ys`` x columns ``xs`` (lists of [Q] tensors) of the table ``code``."""
-    _, Hl, Wl = code.shape[:3]
-    rows = torch.stack([(batch * Hl + y) * Wl + x for y in ys for x in xs]).flatten()
-    corners = code.reshape(len(code) * Hl * Wl, -1).index_select(0, rows)
-    corners = corners.view(-1, len(batch), *code.shape[3:])
-    result = corners[0]
-    for other in corners[1:]:
-        result = _merge(result, other)
-    return _decode(result)
-
-
-def roi_pool(input, boxes, output_size, spatial_scale=1.0):
-    """RoI max pooling (Fast R-CNN sec. 2.1), equal to ``torchvision.ops.roi_pool``.
-
-    input: [N, C, H, W]; boxes: Tensor[R, 5] or list of Tensor[R_n, 4]; output_size: int or
-    (ph, pw). Returns [R, C, ph, pw]. The argmax cells are found without gradient; the output
-    then gathers them from ``input``, so autograd routes each gradient to its argmax cell.
-    ``input`` is assumed finite: a NaN wins a bin here, torchvision's kernel skips it.
-
-    No gradient reaches the boxes, even when they require grad: each bin rounds the box to whole
-    cells and its argmax picks one cell, so the output is piecewise constant in the box
-    coordinates. Its derivative is 0 almost everywhere and undefined at the bin edges where a
-    rounding flips, which is useless for training (use ``roi_align`` for a box gradient).
-    """
-    rois, (ph, pw) = _check_args(input, boxes, spatial_scale).detach(), _pair(output_size)
-    if rois.shape[0] == 0:
-        return _empty_output(input, (ph, pw))
-    with torch.no_grad():
-        best, nonempty = _roi_pool_argmax(input, rois, spatial_scale, (ph, pw))
-    source = input.flatten()
-    if not nonempty.all():              # empty bins read an appended 0 (and pass no gradient on)
-        source = torch.cat([source, source.new_zeros(1)])
-    return source.index_select(0, best.flatten()).view(-1, input.shape[1], ph, pw)
-
-
 def roi_pool_loop(input, boxes, output_size, spatial_scale=1.0):
     """RoI max pooling written as plain loops, to be read next to Fast R-CNN sec. 2.1.
 
     Same arguments and results as :func:`roi_pool` (and torchvision), only much slower.
     """
-    pooled_h, pooled_w = _pair(output_size)
+    pooled_h, pooled_w = pooled_size(output_size)
     rois = _check_args(input, boxes, spatial_scale).detach()
     num_channels, height, width = input.shape[1:]
     outputs = []
@@ -268,7 +138,7 @@ def roi_pool_loop(input, boxes, output_size, spatial_scale=1.0):
         image_index = int(roi[0])
         # 1. Project the box onto the feature map and round to whole cells (the "quantisation"
         #    that RoIAlign later removes). The box covers cells x_start..x_end inclusive.
-        x_start, y_start, x_end, y_end = (int(_round_half_away(v * spatial_scale)) for v in roi[1:])
+        x_start, y_start, x_end, y_end = (int(round_half_away(v * spatial_scale)) for v in roi[1:])
         roi_w = max(x_end - x_start + 1, 1)
         roi_h = max(y_end - y_start + 1, 1)
         # 2. Split the box into pooled_h x pooled_w bins of bin_h x bin_w cells (fractional);
@@ -293,36 +163,47 @@ def roi_pool_loop(input, boxes, output_size, spatial_scale=1.0):
     return torch.stack(outputs)
 
 
-# ----------------------------------------------------------------------------- RoIAlign
-def _align_weights(start, length, pooled, grid, size):
-    """Interpolation matrix of RoIAlign along one axis: [R, pooled, size].
+def _bin_ranges(rois, spatial_scale, output_size, H, W):
+    """Image index, row range [hs, he) and column range [ws, we) of every bin, each [R*ph*pw]
+    (bins in (r, i, j) order), and the mask of non-empty bins."""
+    (ph, pw), R = output_size, rois.shape[0]
+    scale = torch.tensor(spatial_scale, dtype=rois.dtype, device=rois.device)
+    hs, he = pool_bins(rois[:, 2] * scale, rois[:, 4] * scale, ph, H)   # [R, ph]
+    ws, we = pool_bins(rois[:, 1] * scale, rois[:, 3] * scale, pw, W)   # [R, pw]
+    shape = (R, ph, pw)
+    hs, he = hs[:, :, None].expand(shape).flatten(), he[:, :, None].expand(shape).flatten()
+    ws, we = ws[:, None, :].expand(shape).flatten(), we[:, None, :].expand(shape).flatten()
+    batch = rois[:, 0].long()[:, None].expand(R, ph * pw).flatten()
+    return batch, hs, he, ws, we, (he > hs) & (we > ws)
 
-    Row p holds the weights with which bin p averages the feature cells along this axis: each of
-    the bin's ``grid`` sample points splits weight 1/grid between its two neighbouring cells
-    (bilinear). Points more than one cell outside the map count as 0; points within one cell of
-    the border take the border value (torchvision's rules). Because bilinear interpolation on a
-    rectangular sample grid is separable, out = A_y @ feature @ A_x^T for every channel.
-    start, length: [R] box start and size in feature cells; grid: [R] samples per bin (>= 0).
+
+def roi_pool(input, boxes, output_size, spatial_scale=1.0):
+    """RoI max pooling (Fast R-CNN sec. 2.1), equal to ``torchvision.ops.roi_pool``.
+
+    input: [N, C, H, W]; boxes: Tensor[R, 5] or list of Tensor[R_n, 4]; output_size: int or
+    (ph, pw). Returns [R, C, ph, pw]. The argmax cells are found without gradient; the output
+    then gathers them from ``input``, so autograd routes each gradient to its argmax cell.
+    ``input`` is assumed finite: a NaN wins a bin here, torchvision's kernel skips it.
+
+    No gradient reaches the boxes, even when they require grad: each bin rounds the box to whole
+    cells and its argmax picks one cell, so the output is piecewise constant in the box
+    coordinates. Its derivative is 0 almost everywhere and undefined at the bin edges where a
+    rounding flips, which is useless for training (use ``roi_align`` for a box gradient).
     """
-    R, dev, dt = start.shape[0], start.device, start.dtype
-    bin_size = length / pooled                                              # [R]
-    g_max = max(int(grid.max()), 1)
-    p = torch.arange(pooled, device=dev, dtype=dt).view(1, -1, 1)
-    k = torch.arange(g_max, device=dev, dtype=dt).view(1, 1, -1)
-    b, g = bin_size.view(-1, 1, 1), grid.to(dt).view(-1, 1, 1)
-    pos = (start.view(-1, 1, 1) + p * b) + (k + 0.5) * b / g.clamp(min=1)  # [R, pooled, g_max]
-    valid = (k < g) & (pos >= -1) & (pos <= size)
-    pos = torch.where(valid, pos, torch.zeros_like(pos)).clamp(min=0)
-    low = pos.floor().clamp(max=size - 1)
-    frac = torch.where(low >= size - 1, torch.zeros_like(pos), pos - low)  # border: all on low
-    high = (low + 1).clamp(max=size - 1)
-    share = valid.to(dt) / g.clamp(min=1)
-    weights = torch.zeros(R, pooled, size, device=dev, dtype=dt)
-    weights.scatter_add_(2, low.long(), share * (1 - frac))
-    weights.scatter_add_(2, high.long(), share * frac)
-    return weights
+    rois, (ph, pw) = _check_args(input, boxes, spatial_scale).detach(), pooled_size(output_size)
+    if rois.shape[0] == 0:
+        return _empty_output(input, (ph, pw))
+    with torch.no_grad():
+        ranges = _bin_ranges(rois, spatial_scale, (ph, pw), *input.shape[2:])
+        best, nonempty = roi_pool_argmax(input, *ranges, ph * pw)
+    source = input.flatten()
+    if not nonempty.all():              # empty bins read an appended 0 (and pass no gradient on)
+        source = torch.cat([source, source.new_zeros(1)])
+    return source.index_select(0, best.flatten()).view(-1, input.shape[1], ph, pw)
 
 
+# ----------------------------------------------------------------------------- RoIAlign
+# The definition first (roi_align_sampled, differentiable in the boxes), then the fast path.
 def _roi_geometry(rois, spatial_scale, output_size, sampling_ratio, aligned):
     """Each RoI on the feature map, as torchvision's kernel computes it: start (x1, y1), width,
     height (each [R], differentiable in ``rois``) and the sample grid per bin (grid_h, grid_w,
@@ -340,29 +221,6 @@ def _roi_geometry(rois, spatial_scale, output_size, sampling_ratio, aligned):
     return box[:, 0], box[:, 1], width, height, grid_h, grid_w
 
 
-def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-    """RoIAlign (Mask R-CNN sec. 3), equal to ``torchvision.ops.roi_align``.
-
-    input: [N, C, H, W]; boxes: Tensor[R, 5] or list of Tensor[R_n, 4]; output_size: int or
-    (ph, pw); sampling_ratio: samples per bin along each axis, or <= 0 for adaptive
-    (ceil(roi size / output size), different for every RoI). Returns [R, C, ph, pw].
-    When the boxes require grad, the output is also differentiable in the box coordinates
-    (``roi_align_sampled``, the readable version); otherwise the fast separable path runs.
-    """
-    rois, size = _check_args(input, boxes, spatial_scale), _pair(output_size)
-    if rois.shape[0] == 0:
-        return _empty_output(input, size)
-    if rois.requires_grad and torch.is_grad_enabled():
-        return _roi_align_sampled(input, rois, size, spatial_scale, sampling_ratio, aligned)
-    H, W = input.shape[2:]
-    x1, y1, width, height, grid_h, grid_w = _roi_geometry(rois, spatial_scale, size,
-                                                          sampling_ratio, aligned)
-    a_y = _align_weights(y1, height, size[0], grid_h, H)                  # [R, ph, H]
-    a_x = _align_weights(x1, width, size[1], grid_w, W)                   # [R, pw, W]
-    return _separable_pool(input, rois[:, 0].long(), a_y, a_x)
-
-
-# ----------------------------------------------------------------------------- RoIAlign, readable
 def _sample_points(start, length, pooled, grid):
     """Sample coordinates along one axis, [R, pooled, g_max], and the mask of real samples.
 
@@ -441,45 +299,40 @@ def roi_align_sampled(input, boxes, output_size, spatial_scale=1.0, sampling_rat
     box gradient is piecewise smooth: it changes abruptly where a sample crosses a cell boundary,
     enters or leaves the map, or where the adaptive grid count changes.
     """
-    rois, size = _check_args(input, boxes, spatial_scale), _pair(output_size)
+    rois, size = _check_args(input, boxes, spatial_scale), pooled_size(output_size)
     if rois.shape[0] == 0:
         return _empty_output(input, size)
     return _roi_align_sampled(input, rois, size, spatial_scale, sampling_ratio, aligned)
 
 
-def _separable_pool(input, batch, a_y, a_x):
-    """out[r, c] = a_y[r] @ input[batch[r], c] @ a_x[r]^T, as two matrix products: [R, C, ph, pw].
+def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+    """RoIAlign (Mask R-CNN sec. 3), equal to ``torchvision.ops.roi_align``.
 
-    RoIs are taken image by image and in chunks, so that the intermediate [R_chunk, ph, W*C]
-    stays a few MB. The feature map is made channels-last so that the first product is one plain
-    matrix product; for the second, the rows are regrouped as [r, W, ph*C], so that each RoI's
-    a_x multiplies all its rows and channels at once (no copy of a_x per output row, which made
-    warping whole images with C = 3 about 6x slower).
+    input: [N, C, H, W]; boxes: Tensor[R, 5] or list of Tensor[R_n, 4]; output_size: int or
+    (ph, pw); sampling_ratio: samples per bin along each axis, or <= 0 for adaptive
+    (ceil(roi size / output size), different for every RoI). Returns [R, C, ph, pw].
+    When the boxes require grad, the output is also differentiable in the box coordinates
+    (``roi_align_sampled``, the readable version); otherwise the fast separable path runs.
     """
-    (N, C, H, W), (R, ph, _), pw = input.shape, a_y.shape, a_x.shape[1]
-    chunk = max(1, 2**21 // (ph * W * C))
-    parts, order = [], []
-    for n in batch.unique().tolist():                                    # one image at a time
-        feature = input[n].permute(1, 2, 0).reshape(H, W * C)           # [H, W*C]
-        for sel in torch.nonzero(batch == n).squeeze(1).split(chunk):
-            rows = a_y[sel] @ feature                                    # [r, ph, W*C]
-            rows = rows.view(-1, ph, W, C).transpose(1, 2).reshape(-1, W, ph * C)
-            part = torch.bmm(a_x[sel], rows).view(-1, pw, ph, C)        # [r, pw, ph, C]
-            parts.append(part.permute(0, 3, 2, 1))                      # [r, C, ph, pw]
-            order.append(sel)
-    out, order = torch.cat(parts), torch.cat(order)                      # cat makes it contiguous
-    if bool((order[1:] < order[:-1]).any()):                             # back to input order
-        out = out.index_select(0, torch.argsort(order))
-    return out
+    rois, size = _check_args(input, boxes, spatial_scale), pooled_size(output_size)
+    if rois.shape[0] == 0:
+        return _empty_output(input, size)
+    if rois.requires_grad and torch.is_grad_enabled():
+        return _roi_align_sampled(input, rois, size, spatial_scale, sampling_ratio, aligned)
+    H, W = input.shape[2:]
+    x1, y1, width, height, grid_h, grid_w = _roi_geometry(rois, spatial_scale, size,
+                                                          sampling_ratio, aligned)
+    a_y = align_weights(y1, height, size[0], grid_h, H)                  # [R, ph, H]
+    a_x = align_weights(x1, width, size[1], grid_w, W)                   # [R, pw, W]
+    return separable_pool(input, rois[:, 0].long(), a_y, a_x)
 
 
-# ----------------------------------------------------------------------------- modules
 class RoIPool(nn.Module):
     """nn.Module form of :func:`roi_pool` (same as ``torchvision.ops.RoIPool``)."""
 
     def __init__(self, output_size, spatial_scale):
         super().__init__()
-        self.output_size, self.spatial_scale = _pair(output_size), spatial_scale
+        self.output_size, self.spatial_scale = pooled_size(output_size), spatial_scale
 
     def forward(self, input, boxes):
         return roi_pool(input, boxes, self.output_size, self.spatial_scale)
@@ -493,7 +346,7 @@ class RoIAlign(nn.Module):
 
     def __init__(self, output_size, spatial_scale, sampling_ratio, aligned=False):
         super().__init__()
-        self.output_size, self.spatial_scale = _pair(output_size), spatial_scale
+        self.output_size, self.spatial_scale = pooled_size(output_size), spatial_scale
         self.sampling_ratio, self.aligned = sampling_ratio, aligned
 
     def forward(self, input, boxes):

@@ -16,7 +16,7 @@ from torch import nn
 
 from frcnn_edu.matching import sample_proposals
 from frcnn_edu.models import RoIHead
-from frcnn_edu.roi_ops import _pool_bins, roi_pool
+from frcnn_edu.roi_ops import pool_bins, roi_pool
 
 from .result import Result, run_safely
 
@@ -52,7 +52,7 @@ _BIN_CASES = ((20.0, 80.0, 2, 16), (24.0, 104.0, 3, 16), (8.0, 72.0, 2, 16), (40
 
 # ----------------------------------------------------------------------------- helpers
 def _library_bins(x1, x2, pooled, stride):
-    lo, hi = _pool_bins(torch.tensor([x1 / stride]), torch.tensor([x2 / stride]), pooled, 10**6)
+    lo, hi = pool_bins(torch.tensor([x1 / stride]), torch.tensor([x2 / stride]), pooled, 10**6)
     return list(zip(lo[0].tolist(), hi[0].tolist()))
 
 

@@ -22,7 +22,7 @@ import torch
 from matplotlib import colors as mcolors
 from matplotlib import patches as mpatches
 
-from frcnn_edu.roi_ops import _pair, _pool_bins, _round_half_away, roi_pool
+from frcnn_edu.roi_ops import pool_bins, pooled_size, roi_pool, round_half_away
 from frcnn_edu.widgets.explorer import explorer, checkbox
 
 __all__ = ["ROI_COLORS", "BIN_COLORS", "roi_pool_bins", "draw_roi_pooling",
@@ -63,12 +63,12 @@ def roi_pool_bins(roi, output_size, spatial_scale, feature_size):
     to the map, as ``frcnn_edu.roi_ops.roi_pool`` computes them; a bin with end <= start is
     empty (outside the map) and outputs 0).
     """
-    box, (ph, pw) = _one_roi(roi), _pair(output_size)
+    box, (ph, pw) = _one_roi(roi), pooled_size(output_size)
     H, W = feature_size
     scaled = box.float() * torch.tensor(spatial_scale, dtype=torch.float32)  # as roi_pool does
-    cells = tuple(int(v) for v in _round_half_away(scaled))
-    top, bottom = _pool_bins(scaled[1:2], scaled[3:4], ph, H)
-    left, right = _pool_bins(scaled[0:1], scaled[2:3], pw, W)
+    cells = tuple(int(v) for v in round_half_away(scaled))
+    top, bottom = pool_bins(scaled[1:2], scaled[3:4], ph, H)
+    left, right = pool_bins(scaled[0:1], scaled[2:3], pw, W)
     return dict(cells=cells, rows=list(zip(top[0].tolist(), bottom[0].tolist())),
                 cols=list(zip(left[0].tolist(), right[0].tolist())))
 
@@ -108,7 +108,7 @@ def draw_roi_pooling(ax_map, ax_out, feature, roi, output_size, spatial_scale=1 
     empty_bins, max_cells [(row, col) per non-empty bin]).
     """
     f = _feature_2d(feature)
-    (ph, pw), (H, W) = _pair(output_size), f.shape
+    (ph, pw), (H, W) = pooled_size(output_size), f.shape
     cmap = cmap if cmap is not None else _light_greys()
     bins = roi_pool_bins(roi, (ph, pw), spatial_scale, (H, W))
     pooled = roi_pool(f[None, None], [_one_roi(roi)[None].float()], (ph, pw), spatial_scale)[0, 0]
