@@ -37,8 +37,9 @@ def warp_regions(image, boxes, size=112, context=16):
 class RCNN(nn.Module):
     """Per-region CNN features + per-class linear SVMs + per-class box regressors.
 
-    `fit` learns the SVMs and regressors from images, targets and proposals; `predict` returns
-    list of dict(boxes, labels, scores) like every detector here.
+    `frcnn_edu.training.fit_rcnn(model, dataset, proposals)` learns the SVMs and regressors
+    (training lives in `training/`); `predict` returns a list of dict(boxes, labels, scores)
+    like every detector here.
     """
 
     def __init__(self, backbone, fc, num_classes, crop_size=112, nms_thresh=0.3,
