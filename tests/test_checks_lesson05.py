@@ -152,3 +152,101 @@ def test_check_speedup_stub_and_crash():
 def test_result_repr():
     assert repr(L.check_time_saved(lambda t4, tj: 1 - tj / t4)).startswith("Correct: ")
     assert repr(L.check_dropped_gradient("a")).startswith("Not yet: ")
+
+
+# ------------------------------------------------------------------ exercise 5: one joint step
+def right_step(model, images, targets, optimizer):
+    features, sizes, targets = model.shared_features(images, targets)
+    proposals, _, rpn_losses = model.rpn(features, sizes, targets)
+    proposals = [torch.cat([p.detach(), t["boxes"]]) for p, t in zip(proposals, targets)]
+    losses = {**rpn_losses, **model.roi_heads(features, proposals, sizes, targets)}
+    optimizer.zero_grad()
+    sum(losses.values()).backward()
+    optimizer.step()
+    return losses
+
+
+def slip(detach=True, add_gt=True, zero_grad=True, step=True, keys=None, returns="dict"):
+    def fn(model, images, targets, optimizer):
+        features, sizes, targets = model.shared_features(images, targets)
+        proposals, _, rpn_losses = model.rpn(features, sizes, targets)
+        proposals = [p.detach() if detach else p for p in proposals]
+        if add_gt:
+            proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(proposals, targets)]
+        losses = {**rpn_losses, **model.roi_heads(features, proposals, sizes, targets)}
+        if zero_grad:
+            optimizer.zero_grad()
+        sum(losses[k] for k in (keys or losses)).backward()
+        if step:
+            optimizer.step()
+        return losses if returns == "dict" else sum(losses.values())
+    return fn
+
+
+def test_check_joint_step_right_and_enough_cases():
+    assert len(L.JOINT_STEP_CASES) >= 20
+    assert any(n_boxes == 0 for _, n_boxes, _, _ in L.JOINT_STEP_CASES)   # an image without objects
+    state = torch.random.get_rng_state()
+    res = L.check_joint_step(right_step)
+    assert res, res.message
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_check_joint_step_wrong_with_hints():
+    cases = [(slip(detach=False), "NON-approximate"), (slip(zero_grad=False), "zero_grad"),
+             (slip(add_gt=False), "ground-truth"), (slip(keys=L.RPN_LOSSES), "only the RPN"),
+             (slip(keys=L.DETECTOR_LOSSES), "only the detector"), (slip(step=False), "optimizer.step"),
+             (slip(returns="total"), "return the dict")]
+    for fn, hint in cases:
+        res = L.check_joint_step(fn)
+        assert not res and hint in res.message and res.message.startswith("case "), res.message
+
+
+def test_check_joint_step_refuses_the_library_step_under_any_name():
+    from frcnn_edu.training import training_step
+    from frcnn_edu.training.loop import training_step as same
+
+    def via_library(model, images, targets, optimizer):
+        return training_step(model, images, targets, optimizer)
+
+    def via_alias(model, images, targets, optimizer):
+        return same(model, images, targets, optimizer)
+    for fn in (via_library, via_alias):
+        res = L.check_joint_step(fn)
+        assert not res and "library's own training step" in res.message
+
+    def via_forward(model, images, targets, optimizer):
+        losses = model(images, targets)
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+        return losses
+    res = L.check_joint_step(via_forward)
+    assert not res and "model.shared_features" in res.message
+
+
+def test_check_joint_step_stub_crash_and_keywords():
+    assert "not filled in" in L.check_joint_step(_stub).message
+    assert "pass your function" in L.check_joint_step(None).message
+
+    def crash(model, images, targets, optimizer):
+        raise KeyError("boxes")
+    assert "KeyError" in L.check_joint_step(crash).message
+
+    def keyword_only(*, model, images, targets, optimizer):   # the checker calls positionally
+        return right_step(model, images, targets, optimizer)
+    assert not L.check_joint_step(keyword_only)
+
+
+def test_train_joint_with_a_step_fn_trains_with_it():
+    from frcnn_edu.data import ShapesDataset
+    from frcnn_edu.training import train_joint
+    data = ShapesDataset("train", num_images=4, image_size=(64, 64), scale_range=(16, 40))
+    calls = []
+
+    def counting(model, images, targets, optimizer):
+        calls.append(len(images))
+        return right_step(model, images, targets, optimizer)
+    model, _, _, _, _, _ = L._case(0)
+    history = train_joint(model, data, steps=3, step_fn=counting, progress=False)
+    assert calls == [2, 2, 2] and len(history) == 3 and set(L.LOSS_NAMES) <= set(history[0])

@@ -5,24 +5,30 @@ the speed ladder).
     check_dropped_gradient(choice)   which gradient approximate joint training ignores (a-e)
     check_time_saved(fn)             fn(four_step_seconds, joint_seconds) -> share of time saved
     check_speedup_without_proposals(fn)  fn(times) -> R-CNN / Fast R-CNN, proposals excluded
+    check_joint_step(fn)             fn(model, images, targets, optimizer): one approximate-joint
+                                     training step built from the model's parts, returning the
+                                     dict of the four losses
 
 Parts are the attribute names of ``FasterRCNN``: "backbone" (the conv layers that become
 shared), "rpn" (the RPN's own layers), "roi_heads" (the Fast R-CNN head's own layers). Each
 checker compares with the library and names the likely slip when the answer is wrong.
 """
+import copy
 import functools
 import math
+import sys
 
 import torch
 
 from frcnn_edu.data import ShapesDataset
-from frcnn_edu.models import shapes_faster_rcnn
-from frcnn_edu.training import schemes
+from frcnn_edu.models import SHAPES_ANCHOR_SIZES, FasterRCNN, shapes_faster_rcnn, tiny_vgg
+from frcnn_edu.training import loop, schemes
 
 from .result import Result, run_safely
 
 __all__ = ["PARTS", "DROPPED_GRADIENT_CHOICES", "library_trained_parts", "check_trained_parts",
-           "check_dropped_gradient", "check_time_saved", "check_speedup_without_proposals"]
+           "check_dropped_gradient", "check_time_saved", "check_speedup_without_proposals",
+           "check_joint_step", "JOINT_STEP_CASES"]
 
 PARTS = ("backbone", "rpn", "roi_heads")
 
@@ -263,3 +269,193 @@ def check_speedup_without_proposals(fn):
     return Result(True, "without proposals Fast R-CNN's gain is large; the paper-like case gives "
                         "47 s / 0.32 s, about 146x. With selective search counted, the gain "
                         "shrinks, which is what the RPN addresses.")
+
+
+# ----------------------------------------------------------------------------- exercise 5
+LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
+RPN_LOSSES, DETECTOR_LOSSES = LOSS_NAMES[:2], LOSS_NAMES[2:]
+
+# The cases of check_joint_step, smallest first: (number of images, boxes in the first image
+# (None: as drawn, 0: an image with no objects), image_scale, optimizer). The model and the
+# images change with the case's seed (its index).
+JOINT_STEP_CASES = (
+    [(1, 1, None, "sgd"), (1, 0, None, "sgd"), (1, 0, None, "adam"), (1, None, None, "adam")]
+    + [(1, None, 96, "sgd"), (2, 0, None, "sgd"), (2, 0, 96, "adam")]
+    + [(2, None, scale, opt) for scale in (None, 96) for opt in ("sgd", "adam")] * 3 + [(2, None, None, "sgd")]
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _step_images():
+    data = ShapesDataset("train", num_images=8, image_size=(64, 64), scale_range=(16, 40))
+    return [data[i] for i in range(len(data))]
+
+
+def _case(index):
+    """A seeded tiny model (RoIAlign, so that a missing detach changes the result), its inputs,
+    the weights' leftover gradients from an earlier step, and an optimizer factory."""
+    n_images, n_boxes, scale, opt = JOINT_STEP_CASES[index]
+    items = _step_images()
+    images, targets = [], []
+    for k in range(n_images):
+        image, target = items[(2 * index + k) % len(items)]
+        if k == 0 and n_boxes is not None:
+            target = {"boxes": target["boxes"][:n_boxes], "labels": target["labels"][:n_boxes]}
+        images.append(image)
+        targets.append(target)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(index)
+        model = FasterRCNN(tiny_vgg(pretrained=False), ShapesDataset.num_classes,
+                           anchor_sizes=SHAPES_ANCHOR_SIZES, pooler="roi_align",
+                           representation_size=64, image_scale=scale,
+                           rpn_pre_nms_top_n=(200, 100), rpn_post_nms_top_n=(50, 20),
+                           rois_per_image=16).train()
+        leftover = {n: torch.randn_like(p) * 0.01 for n, p in model.named_parameters()}
+
+    def make_optimizer(net):
+        if opt == "adam":
+            return torch.optim.Adam(net.parameters(), lr=1e-3)
+        return torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    what = (f"case {index}: {n_images} image(s) of 64 x 64"
+            + (", the first with no objects" if n_boxes == 0 else
+               f", the first with {len(targets[0]['boxes'])} box(es)")
+            + (f", image_scale={scale}" if scale else "") + f", {opt}")
+    return model, images, targets, leftover, make_optimizer, what
+
+
+def _run(step, case, seed):
+    """Run `step` on a fresh copy of the case's model; returns (model, returned value)."""
+    model, images, targets, leftover, make_optimizer, _ = case
+    net = copy.deepcopy(model)
+    for n, p in net.named_parameters():   # gradients a previous step left behind
+        p.grad = leftover[n].clone()
+    optimizer = make_optimizer(net)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)            # the same RoI and anchor samples for every step
+        value = step(net, [i.clone() for i in images], [dict(t) for t in targets], optimizer)
+    return net, value
+
+
+def _variant_step(detach=True, add_gt=True, zero_grad=True, keys=LOSS_NAMES):
+    """The step with one ingredient changed: what a slip computes (for the hints only)."""
+    def step(model, images, targets, optimizer):
+        features, sizes, targets = model.shared_features(images, targets)
+        proposals, _, rpn_losses = model.rpn(features, sizes, targets)
+        proposals = [p.detach() if detach else p for p in proposals]
+        if add_gt:
+            proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(proposals, targets)]
+        losses = {**rpn_losses, **model.roi_heads(features, proposals, sizes, targets)}
+        if zero_grad:
+            optimizer.zero_grad()
+        sum(losses[k] for k in keys).backward()
+        optimizer.step()
+        return losses
+    return step
+
+
+_SLIPS = (
+    (dict(detach=False), "the detector loss reached the RPN's box-regression weights through the "
+                         "proposal coordinates: that is NON-approximate joint training. Approximate "
+                         "joint training treats the proposals as constants: detach them "
+                         "(p.detach()) before handing them to the detector"),
+    (dict(zero_grad=False), "the gradients left in .grad by the previous step were added to this "
+                            "step's: call optimizer.zero_grad() before backward()"),
+    (dict(add_gt=False), "the detector sampled its RoIs from the proposals alone: append each "
+                         "image's ground-truth boxes to its proposals (torch.cat), as the model does"),
+    (dict(keys=RPN_LOSSES), "only the RPN's two losses were back-propagated: the loss is the sum of "
+                            "all four"),
+    (dict(keys=DETECTOR_LOSSES), "only the detector's two losses were back-propagated: the loss is "
+                                 "the sum of all four"),
+)
+
+
+def _same_weights(a, b):
+    return all(torch.allclose(p, q, rtol=1e-4, atol=1e-6)
+               for p, q in zip(a.parameters(), b.parameters()))
+
+
+def _library_calls(model):
+    """Record the calls of `model(...)` (the whole forward) while the student's step runs, and
+    whether the library's training step (``training_step``, called under any name) made them."""
+    calls = []
+    library = {loop.training_step.__code__, loop._step.__code__, loop.train.__code__}
+
+    def hook(module, args):
+        frame, inside = sys._getframe(1), False
+        while frame is not None and not inside:
+            inside, frame = frame.f_code in library, frame.f_back
+        calls.append("library step" if inside else "forward")
+    return calls, model.register_forward_pre_hook(hook)
+
+
+def _diagnose(fn, case, seed, net, value):
+    """Why the student's step differs from the library's: the hint of the matching slip."""
+    before = case[0]
+    if _same_weights(net, before) and all(torch.equal(p.grad, case[3][n]) if p.grad is not None
+                                          else False for n, p in net.named_parameters()):
+        return "the weights and their gradients did not change: compute the losses, call " \
+               "backward() on their sum and optimizer.step()"
+    if _same_weights(net, before):
+        return "the weights did not change: call optimizer.step() after backward()"
+    for changes, hint in _SLIPS:
+        other, _ = _run(_variant_step(**changes), case, seed)
+        if _same_weights(net, other):
+            return hint
+    return "the weights after your step differ from the library's; compare your steps with " \
+           "FasterRCNN.forward (shared features, RPN, proposals + ground truth, detector head)"
+
+
+def _check_returned(value, reference, what):
+    if not isinstance(value, dict):
+        return Result(False, f"{what}: your step returned {type(value).__name__}; return the dict "
+                             "of the four losses (train_joint records each)")
+    if set(value) != set(LOSS_NAMES):
+        return Result(False, f"{what}: your step returned the keys {sorted(value)}; return the dict "
+                             f"with the four losses {list(LOSS_NAMES)}")
+    for k in LOSS_NAMES:
+        got, want = float(torch.as_tensor(value[k]).detach()), float(reference[k].detach())
+        if not math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6):
+            return Result(False, f"{what}: {k} is {got:.5f}, the library's {want:.5f}")
+    return None
+
+
+def check_joint_step(fn):
+    """fn(model, images, targets, optimizer): one approximate-joint training step of a
+    FasterRCNN in training mode, built from its parts (``model.shared_features``, ``model.rpn``,
+    ``model.roi_heads``): the four losses, with the proposals treated as constants, summed and
+    back-propagated, one optimizer step; returns the dict of the four losses.
+
+    Runs it on the JOINT_STEP_CASES (seeded tiny models, one or two images, one with no objects,
+    resized or not, SGD or Adam, stale gradients in .grad) against the library's
+    ``training_step`` and reports the smallest case where the weights or the losses differ."""
+    if not callable(fn):
+        return Result(False, f"pass your function itself (check_joint_step(my_step)), got {fn!r}")
+    for index in range(len(JOINT_STEP_CASES)):
+        case, seed = _case(index), 1000 + index
+        what = case[5]
+        reference, ref_losses = _run(loop.training_step, case, seed)
+        calls, handle = _library_calls(case[0])
+        try:
+            value, err = run_safely(_run, fn, case, seed)
+        finally:
+            handle.remove()
+        if "library step" in calls:
+            return Result(False, "your step calls the library's own training step "
+                                 "(frcnn_edu.training.training_step); write it yourself from the "
+                                 "model's parts")
+        if "forward" in calls:
+            return Result(False, "your step calls model(images, targets), which makes the "
+                                 "approximate-joint choice for you; build it from the model's parts: "
+                                 "model.shared_features, model.rpn, model.roi_heads")
+        if err is not None:
+            return Result(False, f"{what}: {err.message}")
+        net, value = value
+        if not _same_weights(net, reference):
+            return Result(False, f"{what}: {_diagnose(fn, case, seed, net, value)}.")
+        wrong = _check_returned(value, ref_losses, what)
+        if wrong is not None:
+            return wrong
+    return Result(True, f"your step matches the library's on all {len(JOINT_STEP_CASES)} cases: "
+                        "the RPN's and the detector's losses summed, the proposals detached (so "
+                        "the detector loss does not reach the RPN through the box coordinates), "
+                        "one optimizer step.")
