@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from .data import ShapesDataset
-from .data.spec import SYNTAX, DataError, held_out_spec, open_dataset
+from .data.spec import SYNTAX, DataError, held_out_spec, open_dataset, split_spec
 from .inference import evaluate
 from .models import shapes_faster_rcnn
 from .models.build import BACKBONES, PAPER_FREEZE, WeightsError, build_faster_rcnn, freeze_blocks
@@ -140,7 +140,8 @@ def _check_resume(out, config):
                      f"(nothing in {out} was changed)")
 
 
-# The two settings `train` offers (model kwargs + optimizer); benchmarks/ladder.py and paper_tables.py use them too.
+# The two settings `train` offers (model kwargs + optimizer); benchmarks/ladder.py and
+# paper_tables.py use them too.
 RECIPES = {
     "fast": {"model": {"stride": 8, "pooler": "roi_align", "image_scale": 240},
              "optimizer": "adam", "lr": 0.0005},
@@ -151,7 +152,7 @@ RECIPES = {
 
 # --image-scale and --stride when not given: the recipe's, or what the data and backbone need
 FROM_RECIPE = object()
-PAPER_IMAGE_SCALE = 600  # Fast R-CNN sec. 5.2 / Faster R-CNN sec. 4: shorter side 600, longer <= 1000
+PAPER_IMAGE_SCALE = 600  # Fast R-CNN 5.2, Faster R-CNN 4: shorter side 600, longer <= 1000
 
 
 def _resolve_settings(args):
@@ -217,7 +218,8 @@ def _held_out(args, data):
     held = _dataset(spec, "test")
     if tuple(held.classes) != tuple(data.classes):
         raise DataError(f"--eval-data {spec} has the classes {list(held.classes[1:])}, the "
-                        f"training data {list(data.classes[1:])}: evaluate on data of the same classes")
+                        f"training data {list(data.classes[1:])}: evaluate on data of the same "
+                        "classes")
     return spec, held
 
 
@@ -302,9 +304,7 @@ def _evaluation_data(folder, spec, split):
     """--data, or the run's own data at `split` (refused for COCO: its file is the training set)."""
     if spec is None:
         run = json.loads((Path(folder) / "config.json").read_text()).get("data", "shapes")
-        spec = run if run.startswith(("shapes", "pennfudan")) else None
-        if run.startswith("voc:"):
-            spec = "voc:" + run[4:].split(":")[0] + f":{split}"
+        spec = split_spec(run, split)
         if spec is None:
             raise UsageError(f"{folder} was trained on --data {run}, which holds no held-out "
                              "split: name the data to evaluate on with --data coco:JSON:IMAGES")
@@ -348,19 +348,13 @@ def cmd_pretrain(args):
 
 
 def cmd_export(args):
-    from .data.export import export_coco, export_voc
+    from .data.export import export_shapes
     kind, _, root = args.to.partition(":")
     if kind not in ("voc", "coco") or not root:
         raise UsageError(f"--to {args.to}: expected voc:DIR or coco:DIR")
     splits = {"train": args.train_images, "test": args.test_images}
-    for split, n in splits.items():
-        data = ShapesDataset(split, num_images=n)
-        if kind == "voc":
-            export_voc(data, root, split)
-            print(f"{split}: --data voc:{root}:{split}")
-        else:
-            json_path, images = export_coco(data, root, split)
-            print(f"{split}: --data coco:{json_path}:{images}")
+    for split, spec in export_shapes(kind, root, splits).items():
+        print(f"{split}: --data {spec}")
 
 
 def build_parser():

@@ -208,3 +208,17 @@ def test_pennfudan_spec_holds_out_the_last_photos(tmp_path, capsys):
     assert "PedMasks" in err and "one PedMasks mask per PNGImages image" in err
     err = _refused(f"pennfudan:{tmp_path / 'nowhere'}", tmp_path, capsys)
     assert "nowhere not found" in err and "download_pennfudan" in err
+
+
+def test_a_folder_from_before_data_and_backbone_flags_still_resumes(tmp_path):
+    args = cli.build_parser().parse_args(["train", "--out", str(tmp_path)])
+    cli._resolve_settings(args)
+    config = cli._train_config(args, ShapesDataset)
+    old = {k: v for k, v in config.items() if k not in ("data", "eval_data", "steps", "weights",
+                                                         "freeze")}
+    old["model"] = {k: v for k, v in config["model"].items() if k != "backbone"}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    cli._check_resume(tmp_path, config)                      # the same run: accepted
+    other = dict(config, data="voc:x", model=dict(config["model"], backbone="resnet18"))
+    with pytest.raises(cli.UsageError, match="--data shapes -> voc:x; --backbone tinyvgg -> resnet18"):
+        cli._check_resume(tmp_path, other)

@@ -1,10 +1,10 @@
 """Naming a dataset in one string, as the command line's ``--data`` does, and checking its folder.
 
-    shapes                              the synthetic shapes (generated, no files)
-    voc:ROOT[:SPLIT]                    a VOC year folder (VOCdevkit/VOC2007) or one `export_voc` wrote
-    coco:ANNOTATIONS.json:IMAGES_DIR    a COCO detection file and the folder of its images
-    pennfudan:ROOT                      the PennFudanPed folder (the last 50 photos are the test split,
-                                        as in torchvision's tutorial; the other 120 train)
+    shapes                            the synthetic shapes (generated, no files)
+    voc:ROOT[:SPLIT]                  a VOC year folder (VOCdevkit/VOC2007) or an `export_voc` one
+    coco:ANNOTATIONS.json:IMAGES_DIR  a COCO detection file and the folder of its images
+    pennfudan:ROOT                    the PennFudanPed folder (the last 50 photos are the test
+                                      split, as in torchvision's tutorial; the other 120 train)
 
 `open_dataset(spec, split)` returns the dataset, with ``classes`` (background first) and
 ``num_classes``, after `check_*` has gone through the folder: a missing folder or image list,
@@ -29,7 +29,7 @@ from .shapes import ShapesDataset
 from .voc import VOC_CLASSES, VOCDataset, read_voc_annotation
 
 __all__ = ["DataError", "DataSpec", "parse_data_spec", "open_dataset", "held_out_spec",
-           "voc_class_names", "PENNFUDAN_TEST_IMAGES"]
+           "split_spec", "voc_class_names", "PENNFUDAN_TEST_IMAGES"]
 
 SYNTAX = "shapes | voc:ROOT[:SPLIT] | coco:ANNOTATIONS.json:IMAGES_DIR | pennfudan:ROOT"
 #: the torchvision tutorial holds out the last 50 of the 170 Penn-Fudan photos
@@ -196,3 +196,13 @@ def held_out_spec(text: str) -> str | None:
             (spec.root / "ImageSets" / "Main" / "test.txt").is_file():
         return f"voc:{spec.root}:test"
     return None
+
+
+def split_spec(text: str, split: str) -> str | None:
+    """The spec of split `split` of the data `text` names (to evaluate a run trained on it):
+    shapes and Penn-Fudan choose their split when opened, a VOC folder gets ``:<split>``; a COCO
+    file is one split already (None: name the other file)."""
+    spec = parse_data_spec(text)
+    if spec.kind == "voc":
+        return f"voc:{spec.root}:{split}"
+    return None if spec.kind == "coco" else text

@@ -74,7 +74,7 @@ def _download(url, path):
 
 
 def imagenet_state_dict(name) -> dict:
-    """The ImageNet weights of torchvision's `name` (`_enum(name)`), from the cache or downloaded."""
+    """The ImageNet weights of torchvision's `name` (`_enum`), from the cache or downloaded."""
     weights, path = _enum(name), cached_weights_path(name)
     if not path.is_file():
         try:
@@ -111,10 +111,11 @@ def _load_into(net, state, source, what):
     except RuntimeError as e:
         missing = sorted(set(net.state_dict()) - set(state))[:3]
         unexpected = sorted(set(state) - set(net.state_dict()))[:3]
+        shapes = "" if missing or unexpected else "; " + str(e).splitlines()[-1].strip()
         raise WeightsError(f"--weights {source}: not the weights of {what} (missing keys "
-                           f"{missing}, unexpected {unexpected}{'' if missing or unexpected else '; ' + str(e).splitlines()[0]}); "
-                           "pass that network's state dict (as torchvision saves it), "
-                           "--weights imagenet or --weights none") from None
+                           f"{missing}, unexpected {unexpected}{shapes}); pass that network's "
+                           "state dict (as torchvision saves it), --weights imagenet or "
+                           "--weights none") from None
 
 
 def _classifier(name, weights):
@@ -127,7 +128,8 @@ def _classifier(name, weights):
     if weights == "imagenet":
         _load_into(net, imagenet_state_dict(name), f"imagenet ({cached_weights_path(name)})", name)
     elif weights != "none":
-        _load_into(net, _load_file(weights, f"torchvision's {name}"), weights, f"torchvision's {name}")
+        what = f"torchvision's {name}"
+        _load_into(net, _load_file(weights, what), weights, what)
     return net
 
 
@@ -146,7 +148,8 @@ def _vgg16_parts(weights):
 def _resnet_parts(name, weights):
     """conv1 .. layer3 (C4, stride 16) and a fresh fc6/fc7 (ResNet has no fc layers to reuse)."""
     net = _classifier(name, weights)
-    body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
+    body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
+                         net.layer1, net.layer2, net.layer3)
     body.out_channels, body.stride = (1024 if name == "resnet50" else 256), 16
     body.conv_blocks = ((net.conv1, net.bn1), (net.layer1,), (net.layer2,), (net.layer3,))
     return body, FCHead(body.out_channels, 7, 256)
@@ -208,9 +211,11 @@ def build_faster_rcnn(backbone="tinyvgg", weights="imagenet", freeze=None, num_c
         if stride != 16:
             raise ValueError(f"--stride {stride}: {backbone} is built at stride 16 (its conv4 / "
                              "layer3); only tinyvgg offers stride 8")
-        body, head = _vgg16_parts(weights) if backbone == "vgg16" else _resnet_parts(backbone, weights)
+        body, head = (_vgg16_parts(weights) if backbone == "vgg16"
+                      else _resnet_parts(backbone, weights))
         factor = (image_scale or 600) / 600
         common.setdefault("anchor_sizes", tuple(round(a * factor) for a in PAPER_ANCHOR_SIZES))
-        model = FasterRCNN(body, num_classes, fc=head, representation_size=head.out_features, **common)
+        model = FasterRCNN(body, num_classes, fc=head, representation_size=head.out_features,
+                           **common)
     freeze_blocks(model.backbone, PAPER_FREEZE[backbone] if freeze is None else freeze)
     return model
