@@ -7,6 +7,13 @@
     python -m frcnn_edu detect runs/joint image.png --save detections.png
     python -m frcnn_edu pretrain --out frcnn_edu/assets/tiny_vgg_shapes.pt
     python -m frcnn_edu pretrain --stride 8 --out frcnn_edu/assets/tiny_vgg_shapes_s8.pt
+    python -m frcnn_edu export --to voc:data/shapes_voc          # the shapes as a VOC folder
+    python -m frcnn_edu train --data voc:data/VOC2007 --backbone vgg16 --out runs/voc
+
+`--data` names the data (shapes, voc:ROOT[:SPLIT], coco:ANNOTATIONS.json:IMAGES_DIR or
+pennfudan:ROOT; see frcnn_edu.data.spec): its folder is checked before training, and its class
+names are kept in the training folder's classes.json (evaluate checks them, detect draws them).
+`--backbone` and `--weights` pick the shared conv layers (frcnn_edu.models.build).
 
 A training folder holds config.json (how to rebuild the model), the checkpoints of each stage
 (a second `train` with the same --out resumes), model.pt (the final weights) and metrics.json
@@ -35,8 +42,10 @@ from pathlib import Path
 import torch
 
 from .data import ShapesDataset
+from .data.spec import SYNTAX, DataError, held_out_spec, open_dataset, split_spec
 from .inference import evaluate
 from .models import shapes_faster_rcnn
+from .models.build import BACKBONES, PAPER_FREEZE, WeightsError, build_faster_rcnn, freeze_blocks
 from .training import load_weights, save_atomic, train_four_step, train_joint
 from .training.checkpoint import write_text_atomic
 
@@ -91,7 +100,11 @@ def _probability(text):
 FLAGS = {"method": "--method", "minutes": "--minutes", "seed": "--seed", "lr": "--lr",
          "optimizer": "--optimizer", "train_images": "--train-images", "model.stride": "--stride",
          "model.pooler": "--pooler", "model.image_scale": "--image-scale",
-         "model.num_classes": "the dataset's number of classes"}
+         "model.num_classes": "the dataset's number of classes", "data": "--data",
+         "eval_data": "--eval-data", "steps": "--steps", "model.backbone": "--backbone",
+         "weights": "--weights", "freeze": "--freeze"}
+# what a config.json written before these settings existed trained with
+LEGACY = {"data": "shapes", "model.backbone": "tinyvgg", "weights": "imagenet", "freeze": 0}
 
 
 def _flat(config, prefix=""):
@@ -112,7 +125,7 @@ def _check_resume(out, config):
     if not path.exists():
         return
     try:
-        old = _flat(json.loads(path.read_text()))
+        old = {**LEGACY, **_flat(json.loads(path.read_text()))}
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
         raise UsageError(f"{path} is not a config.json written by `train` ({e}); "
                          "train into a new --out folder") from None
@@ -128,7 +141,8 @@ def _check_resume(out, config):
                      f"(nothing in {out} was changed)")
 
 
-# The two settings `train` offers (model kwargs + optimizer); benchmarks/ladder.py and paper_tables.py use them too.
+# The two settings `train` offers (model kwargs + optimizer); benchmarks/ladder.py and
+# paper_tables.py use them too.
 RECIPES = {
     "fast": {"model": {"stride": 8, "pooler": "roi_align", "image_scale": 240},
              "optimizer": "adam", "lr": 0.0005},
@@ -137,20 +151,26 @@ RECIPES = {
 }
 
 
-def cmd_train(args):
-    out = Path(args.out)
-    device = _device(args.device)
+# --image-scale and --stride when not given: the recipe's, or what the data and backbone need
+FROM_RECIPE = object()
+PAPER_IMAGE_SCALE = 600  # Fast R-CNN 5.2, Faster R-CNN 4: shorter side 600, longer <= 1000
+
+
+def _resolve_settings(args):
+    """Fill the flags left to the recipe (--paper or the fast one), the data and the backbone."""
+    shapes = args.data == "shapes"
+    recipe = RECIPES["paper" if args.paper else "fast"]
     if args.paper:
-        paper = RECIPES["paper"]
-        args.stride, args.pooler = paper["model"]["stride"], paper["model"]["pooler"]
-        args.image_scale = paper["model"]["image_scale"]
-        args.optimizer = paper["optimizer"]
+        args.pooler, args.optimizer = recipe["model"]["pooler"], recipe["optimizer"]
+    if args.paper or args.image_scale is FROM_RECIPE:  # real photos: the paper's 600 either way
+        args.image_scale = recipe["model"]["image_scale"] if shapes else PAPER_IMAGE_SCALE
+    if args.paper or args.stride is FROM_RECIPE:       # torchvision's backbones: stride 16 only
+        args.stride = recipe["model"]["stride"] if args.backbone == "tinyvgg" else 16
+    if args.backbone != "tinyvgg" and args.stride != 16:
+        raise UsageError(f"--stride {args.stride}: {args.backbone} is built at stride 16 (its "
+                         "conv4 / layer3); only tinyvgg offers stride 8")
     if args.lr is None:
         args.lr = next(r["lr"] for r in RECIPES.values() if r["optimizer"] == args.optimizer)
-    config = {"method": args.method, "minutes": args.minutes, "seed": args.seed, "lr": args.lr,
-              "optimizer": args.optimizer, "train_images": args.train_images,
-              "model": {"num_classes": ShapesDataset.num_classes, "pooler": args.pooler,
-                        "stride": args.stride, "image_scale": args.image_scale}}
     if args.method == "joint-exact" and args.pooler != "roi_align":
         raise UsageError("--method joint-exact back-propagates the detector loss into the proposal "
                          "coordinates, which needs --pooler roi_align (RoI max pooling has no "
@@ -158,27 +178,95 @@ def cmd_train(args):
                              "; --paper sets --pooler roi_pool: drop --paper and give its other "
                              "settings alone (--stride 16 --image-scale none --optimizer sgd)"
                              if args.paper else ""))
+    if args.steps is not None and args.minutes is not None:
+        raise UsageError("--steps and --minutes are two budgets: give one")
+    if args.steps is None and args.minutes is None:
+        args.minutes = 5.0
+    if not shapes and args.train_images is not None:
+        raise UsageError(f"--train-images sets the shapes' length; --data {args.data} trains on "
+                         "all the images of its split")
+    if shapes and args.train_images is None:
+        args.train_images = 1000
+
+
+def _train_config(args, data):
+    freeze = args.freeze if args.freeze is not None else PAPER_FREEZE[args.backbone]
+    return {"method": args.method, "minutes": args.minutes, "steps": args.steps, "seed": args.seed,
+            "lr": args.lr, "optimizer": args.optimizer, "train_images": args.train_images,
+            "data": args.data, "eval_data": args.eval_data, "weights": args.weights,
+            "freeze": freeze,
+            "model": {"num_classes": data.num_classes, "pooler": args.pooler,
+                      "stride": args.stride, "image_scale": args.image_scale,
+                      "backbone": args.backbone}}
+
+
+def _dataset(spec, split, num_images=None):
+    """`open_dataset`, with the shapes made here (so a test can swap in smaller ones)."""
+    if spec == "shapes":
+        return ShapesDataset(split, num_images=num_images)
+    return open_dataset(spec, split, num_images)
+
+
+def _build_model(model_config, weights, freeze, **extra):
+    """`build_faster_rcnn`; the shapes model made here (so a test can swap in a smaller one)."""
+    kwargs = dict(model_config, **extra)
+    backbone = kwargs.pop("backbone", "tinyvgg")  # a config.json from before --backbone
+    if backbone == "tinyvgg" and weights in ("imagenet", "none"):
+        model = shapes_faster_rcnn(pretrained=weights == "imagenet", **kwargs)
+        freeze_blocks(model.backbone, freeze)
+        return model
+    return build_faster_rcnn(backbone, weights, freeze, **kwargs)
+
+
+def _held_out(args, data):
+    """The data `train` scores the model on at the end (checked now, before training), or None."""
+    spec = args.eval_data or held_out_spec(args.data)
+    if spec is None:
+        return None, None
+    held = _dataset(spec, "test")
+    if tuple(held.classes) != tuple(data.classes):
+        raise DataError(f"--eval-data {spec} has the classes {list(held.classes[1:])}, the "
+                        f"training data {list(data.classes[1:])}: evaluate on data of the same "
+                        "classes")
+    return spec, held
+
+
+def cmd_train(args):
+    out = Path(args.out)
+    device = _device(args.device)
+    _resolve_settings(args)
+    data = _dataset(args.data, "train", args.train_images)  # a bad folder fails here
+    eval_spec, held = _held_out(args, data)
+    config = _train_config(args, data)
     _check_resume(out, config)  # before anything in the folder is written
+
+    joint = "exact" if args.method == "joint-exact" else "approximate"
+
+    def make_model():  # the weights are found (or refused) at the first call, before training
+        return _build_model(config["model"], args.weights, config["freeze"], joint=joint)
+    budget = {"minutes": args.minutes} if args.steps is None else {"steps": args.steps}
+    common = dict(out=out, device=device, seed=args.seed, lr=args.lr, optimizer=args.optimizer)
+    if args.method == "four-step":
+        make_model()  # the same check; the seed is set after it, so the run is unchanged
+    torch.manual_seed(args.seed)
+    model = make_model() if args.method != "four-step" else None
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(json.dumps(config, indent=2) + "\n", out / "config.json")
-    torch.manual_seed(args.seed)
-    data = ShapesDataset("train", num_images=args.train_images)
+    write_text_atomic(json.dumps(list(data.classes)) + "\n", out / "classes.json")
     if args.method in ("joint", "joint-exact"):
-        joint = "exact" if args.method == "joint-exact" else "approximate"
-        model = shapes_faster_rcnn(pretrained=True, joint=joint, **config["model"])
-        histories = [train_joint(model, data, minutes=args.minutes, out=out, device=device,
-                                 seed=args.seed, lr=args.lr, optimizer=args.optimizer)]
+        histories = [train_joint(model, data, **budget, **common)]
     else:
-        model, hist = train_four_step(lambda: shapes_faster_rcnn(pretrained=True, **config["model"]),
-                                      data, minutes=args.minutes, out=out, device=device,
-                                      seed=args.seed, lr=args.lr, optimizer=args.optimizer)
+        model, hist = train_four_step(make_model, data, **budget, **common)
         histories = list(hist.values())
     steps, seconds = training_steps_and_seconds(histories)
     save_atomic(model.state_dict(), out / "model.pt")
-    metrics = evaluate(model, ShapesDataset("test"), device=device)
+    metrics = (evaluate(model, held, device=device) if held is not None else
+               {"mAP": None, "note": f"no held-out data for --data {args.data}: pass --eval-data, "
+                                     f"or run `python -m frcnn_edu evaluate {out} --data ...`"})
     metrics.update(method=args.method, train_seconds=round(seconds, 1), train_steps=steps,
                    train_images_per_second=round(2 * steps / seconds, 2) if seconds > 0 else None,
-                   device=device, threads=torch.get_num_threads(), settings=config)
+                   device=device, threads=torch.get_num_threads(), evaluated_on=eval_spec,
+                   settings=config)
     write_text_atomic(json.dumps(metrics, indent=2) + "\n", out / "metrics.json")
     print(json.dumps(metrics, indent=2))
 
@@ -211,14 +299,36 @@ def load_trained(folder, device="cpu"):
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise UsageError(f"{folder / 'config.json'} is not a config.json written by `train` "
                          f"({type(e).__name__}: {e})") from None
-    model = shapes_faster_rcnn(pretrained=False, **config["model"])
+    model = _build_model(config["model"], "none", 0)
     model.load_state_dict(load_weights(folder / "model.pt", map_location=device))
     return model.to(device).eval()
 
 
+def run_classes(folder):
+    """The class names a `train` folder was trained on (background first)."""
+    path = Path(folder) / "classes.json"
+    return tuple(json.loads(path.read_text())) if path.exists() else ShapesDataset.classes
+
+
+def _evaluation_data(folder, spec, split):
+    """--data, or the run's own data at `split` (refused for COCO: its file is the training set)."""
+    if spec is None:
+        run = json.loads((Path(folder) / "config.json").read_text()).get("data", "shapes")
+        spec = split_spec(run, split)
+        if spec is None:
+            raise UsageError(f"{folder} was trained on --data {run}, which holds no held-out "
+                             "split: name the data to evaluate on with --data coco:JSON:IMAGES")
+    data = _dataset(spec, split)
+    if tuple(data.classes) != run_classes(folder):
+        raise DataError(f"--data {spec} has the classes {list(data.classes[1:])}; the model in "
+                        f"{folder} was trained on {list(run_classes(folder)[1:])}")
+    return data
+
+
 def cmd_evaluate(args):
     device = _device(args.device)
-    metrics = evaluate(load_trained(args.dir, device), ShapesDataset(args.split), device=device)
+    model = load_trained(args.dir, device)
+    metrics = evaluate(model, _evaluation_data(args.dir, args.data, args.split), device=device)
     print(json.dumps(metrics, indent=2))
 
 
@@ -235,7 +345,7 @@ def cmd_detect(args):
     with torch.no_grad():
         pred = {k: v.cpu() for k, v in model([image])[0].items()}
     fig, ax = plt.subplots(figsize=(6, 6))
-    show_detections(image.cpu(), pred, ShapesDataset.classes, score_threshold=args.threshold, ax=ax)
+    show_detections(image.cpu(), pred, run_classes(args.dir), score_threshold=args.threshold, ax=ax)
     fig.savefig(args.save, bbox_inches="tight", dpi=120)
     kept = int((pred["scores"] >= args.threshold).sum())
     print(f"{kept} detections with score >= {args.threshold} drawn into {args.save}")
@@ -245,6 +355,16 @@ def cmd_pretrain(args):
     from .pretrain import pretrain
     _, metrics = pretrain(out=args.out, seed=args.seed, stride=args.stride, epochs=args.epochs)
     print(json.dumps(metrics, indent=2))
+
+
+def cmd_export(args):
+    from .data.export import export_shapes
+    kind, _, root = args.to.partition(":")
+    if kind not in ("voc", "coco") or not root:
+        raise UsageError(f"--to {args.to}: expected voc:DIR or coco:DIR")
+    splits = {"train": args.train_images, "test": args.test_images}
+    for split, spec in export_shapes(kind, root, splits).items():
+        print(f"{split}: --data {spec}")
 
 
 def build_parser():
@@ -258,22 +378,40 @@ def build_parser():
                         "RoIAlign's box gradient; needs --pooler roi_align); four-step: the "
                         "paper's 4-step alternating training (Faster R-CNN sec. 3.2)")
     t.add_argument("--out", required=True, help="folder for checkpoints, model.pt, metrics.json")
-    t.add_argument("--minutes", type=_positive(float), default=5.0, help="training time budget")
-    t.add_argument("--train-images", type=_positive(int), default=1000)
+    t.add_argument("--data", default="shapes", help=f"{SYNTAX} (default shapes)")
+    t.add_argument("--eval-data", default=None,
+                   help="data to score the model on at the end (default: the held-out split of "
+                        "--data: shapes' and Penn-Fudan's test split, a VOC folder's test.txt)")
+    t.add_argument("--minutes", type=_positive(float), default=None,
+                   help="training time budget (default 5)")
+    t.add_argument("--steps", type=_positive(int), default=None,
+                   help="a budget in steps instead of minutes (same steps, same run)")
+    t.add_argument("--train-images", type=_positive(int), default=None,
+                   help="length of the shapes training set (default 1000)")
+    t.add_argument("--backbone", choices=BACKBONES, default="tinyvgg",
+                   help="tinyvgg (ours, default), vgg16 (the paper's), resnet18 or resnet50")
+    t.add_argument("--weights", default="imagenet",
+                   help="imagenet (default: torchvision's ImageNet weights from the torch cache, "
+                        "downloaded if missing; for tinyvgg our shapes pre-training), none "
+                        "(from scratch) or the PATH of a state dict")
+    t.add_argument("--freeze", type=int, default=None,
+                   help="keep the first N blocks of the backbone fixed (default: the paper's, "
+                        "2 for vgg16 (conv1-conv2) and resnet (conv1, layer1), 0 for tinyvgg)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     t.add_argument("--paper", action="store_true",
                    help="the paper's settings: --stride 16 --pooler roi_pool --optimizer sgd")
     fast = RECIPES["fast"]
-    t.add_argument("--stride", type=int, choices=[8, 16], default=fast["model"]["stride"],
+    t.add_argument("--stride", type=int, choices=[8, 16], default=FROM_RECIPE,
                    help="16: VGG's conv5 (the paper); 8: conv5 dilated (default, finds small shapes)")
     t.add_argument("--pooler", choices=["roi_pool", "roi_align"], default=fast["model"]["pooler"],
                    help="RoI max pooling (Fast R-CNN) or RoIAlign (Mask R-CNN, default), "
                         "which localises small objects better")
     t.add_argument("--image-scale", type=lambda v: None if v == "none" else int(v),
-                   default=fast["model"]["image_scale"],
-                   help="resize images so their shorter side has this many pixels (the paper's s; "
-                        "default 240: the 160-pixel shapes 1.5x, small shapes gain feature cells); "
+                   default=FROM_RECIPE,
+                   help="resize images so their shorter side has this many pixels, the longer at "
+                        "most 1000 (the paper's s; default 240 for the shapes: the 160-pixel "
+                        "images 1.5x, small shapes gain feature cells; 600 for other data); "
                         "none keeps them as they are")
     t.add_argument("--optimizer", choices=["sgd", "adam"], default=fast["optimizer"],
                    help="SGD with momentum 0.9 (the papers) or Adam (default, fewer steps)")
@@ -282,6 +420,8 @@ def build_parser():
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="mAP@0.5 of a trained model on the held-out split")
     e.add_argument("dir")
+    e.add_argument("--data", default=None,
+                   help=f"{SYNTAX} (default: the run's own data, at --split)")
     e.add_argument("--split", default="test", choices=["val", "test"])
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_evaluate)
@@ -301,6 +441,12 @@ def build_parser():
                         "(tiny_vgg_shapes_s8.pt, the train command's default)")
     r.add_argument("--epochs", type=_positive(int), default=8, help="passes over the 3,000 images")
     r.set_defaults(func=cmd_pretrain)
+    x = sub.add_parser("export", help="write the shapes data as a VOC or COCO folder (PNG, exact "
+                                      "boxes), to try --data voc: and coco: on known data")
+    x.add_argument("--to", required=True, help="voc:DIR or coco:DIR")
+    x.add_argument("--train-images", type=_positive(int), default=1000)
+    x.add_argument("--test-images", type=_positive(int), default=200)
+    x.set_defaults(func=cmd_export)
     return p
 
 
@@ -314,7 +460,7 @@ def main(argv=None):
             raise
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"python -m frcnn_edu {args.command}: error: {message}", file=sys.stderr)
-        return 2 if isinstance(e, UsageError) else 1
+        return 2 if isinstance(e, (UsageError, DataError, WeightsError)) else 1
     return 0
 
 

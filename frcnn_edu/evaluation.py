@@ -23,6 +23,13 @@ Matching follows the official VOC devkit (``VOCevaldet.m``):
    matched: FP (a duplicate); IoU < threshold or no box of that class in the image: FP;
 4. difficult boxes do not count in the number of positives ``npos``.
 
+COCO's ``iscrowd`` regions (a target key, as `read_coco` gives it) are ignored the same way: a
+crowd box is a group the annotators did not split into objects, so a detection on it is neither
+right nor wrong and missing it costs nothing. The ignore flag of a box is ``difficult OR
+iscrowd``. (COCO's own evaluation matches crowd regions by the share of the *detection* inside
+them and lets several detections match one; here a crowd box is matched by IoU like a difficult
+one, which ignores every detection whose best box it is, so several are ignored as well.)
+
 Deviations from the devkit, both deliberate: IoU uses this library's continuous box convention
 (width ``x2 - x1``; the devkit adds 1 for pixel-index boxes), and the 11 recall levels are
 ``i / 10`` exactly (``numpy.arange(0, 1.1, 0.1)`` in the Python ports yields 0.30000000000000004).
@@ -117,12 +124,15 @@ def _check_entry(entry, where, num_classes, is_target):
         raise ValueError(f"{where}['boxes'] contains NaN or inf")
     n = boxes.shape[0]
     _check_labels(out["labels"], n, num_classes, where)
-    if is_target:
-        out["difficult"] = torch.as_tensor(entry.get("difficult", [False] * n)).detach().cpu().bool()
-    extra = "difficult" if is_target else "scores"
-    if out[extra].shape != (n,):
-        raise ValueError(f"{where}['{extra}'] must have shape [{n}] (one per box), got "
-                         f"{list(out[extra].shape)}")
+    extras = ("difficult", "iscrowd") if is_target else ("scores",)
+    for extra in extras:
+        if is_target:
+            out[extra] = torch.as_tensor(entry.get(extra, [False] * n)).detach().cpu().bool()
+        if out[extra].shape != (n,):
+            raise ValueError(f"{where}['{extra}'] must have shape [{n}] (one per box), got "
+                             f"{list(out[extra].shape)}")
+    if is_target:  # the devkit's ignore rule, for VOC's difficult and COCO's crowd boxes alike
+        out["difficult"] = out.pop("difficult") | out.pop("iscrowd")
     if not is_target and not torch.isfinite(out["scores"].double()).all():
         raise ValueError(f"{where}['scores'] contains NaN or inf")
     out["boxes"] = boxes.double()
@@ -202,7 +212,8 @@ def voc_eval(predictions, targets, num_classes, iou_threshold=0.5, method="area"
         predictions: list (one per image) of dict(boxes float [D, 4] xyxy, labels int64 [D] in
             1..num_classes-1, scores [D]).
         targets: list (same images) of dict(boxes float [G, 4], labels int64 [G], optional
-            difficult bool [G], default all False).
+            difficult bool [G] and iscrowd [G] (COCO's 0/1), default all False; a box flagged
+            by either is ignored).
         num_classes: K + 1, background included (as the models' ``num_classes``).
         iou_threshold: minimum IoU of a true positive (VOC: 0.5).
         method: "area" (VOC 2010+) or "11point" (VOC 2007, used by the three papers).

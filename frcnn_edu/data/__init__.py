@@ -6,13 +6,17 @@
 and the papers' shorter-side resize; ``voc``, ``coco`` and ``pennfudan`` read and write real
 formats (downloads only through the explicit ``download_*`` functions: https, a checksum, safe
 extraction; see ``download``). A malformed annotation file raises ``AnnotationError``.
+``spec`` opens a dataset named in one string (the command line's ``--data voc:ROOT``) after
+checking its folder; ``export`` writes any dataset as a VOC or COCO folder (PNG, exact boxes).
 """
 from .coco import COCODataset, CocoAnnotations, read_coco, write_coco
 from .errors import AnnotationError
+from .export import export_coco, export_voc
 from .pennfudan import PENNFUDAN_CLASSES, PennFudanDataset, download_pennfudan
 from .shapes import CLASSES, ShapesDataset, render_shapes_image
 from .targets import check_target, collate_fn
 from .transforms import Compose, RandomHorizontalFlip, ResizeShorterSide
+from .spec import DataError, held_out_spec, open_dataset, parse_data_spec
 from .voc import VOC_CLASSES, VOCDataset, download_voc, read_voc_annotation, write_voc
 
 __all__ = [
@@ -21,4 +25,5 @@ __all__ = [
     "VOC_CLASSES", "VOCDataset", "write_voc", "read_voc_annotation", "download_voc",
     "COCODataset", "CocoAnnotations", "read_coco", "write_coco",
     "PENNFUDAN_CLASSES", "PennFudanDataset", "download_pennfudan", "AnnotationError",
+    "export_voc", "export_coco", "open_dataset", "parse_data_spec", "held_out_spec", "DataError",
 ]

@@ -9,6 +9,13 @@ A box must lie inside its image's ``width`` x ``height``: an error by default, c
 ``clip=True``. Every malformed file (invalid JSON, a missing key, a bbox that is not four
 numbers) raises `AnnotationError` naming the file, the key and what was expected.
 
+VOC's ``difficult`` flag has no COCO field: COCO's ``iscrowd`` marks a region holding a group of
+objects (drawn as one), which is another thing, so writing a difficult box as a crowd would
+change what the file says. `write_coco` therefore keeps the flag as an extra annotation field,
+``"difficult": 0 or 1`` (COCO tools ignore keys they do not know), and `read_coco` reads it back
+into ``target["difficult"]`` (a file without it: all False). The VOC metric
+(`frcnn_edu.evaluation.voc_eval`) ignores both difficult and crowd boxes.
+
 Shape key:
     G  objects in one image
     K  foreground classes
@@ -33,10 +40,14 @@ __all__ = ["write_coco", "read_coco", "CocoAnnotations", "COCODataset"]
 
 def _coco_annotations(target, image_id: int, first_id: int) -> list:
     anns = []
+    n = len(target["labels"])
+    difficult = target.get("difficult", torch.zeros(n, dtype=torch.bool)).tolist()
+    iscrowd = target.get("iscrowd", torch.zeros(n, dtype=torch.int64)).tolist()
     for j, (box, label) in enumerate(zip(target["boxes"].tolist(), target["labels"].tolist())):
         x1, y1, x2, y2 = box
         anns.append(dict(id=first_id + j, image_id=image_id, category_id=int(label),
-                         bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=0))
+                         bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1),
+                         iscrowd=int(iscrowd[j]), difficult=int(difficult[j])))
     return anns
 
 
@@ -115,7 +126,8 @@ def _coco_box(path, ann, where, skip_degenerate: bool):
 
 def read_coco(json_path, skip_degenerate=False, clip=False) -> CocoAnnotations:
     """Read a COCO detection JSON -> `CocoAnnotations`; targets hold boxes float32 [G, 4]
-    (x1, y1, x2, y2), labels int64 [G] in 1..K, image_id int64 (COCO id), area, iscrowd.
+    (x1, y1, x2, y2), labels int64 [G] in 1..K, image_id int64 (COCO id), area, iscrowd,
+    difficult bool [G] (the extra field `write_coco` keeps; False where absent).
 
     Boxes must lie inside their image (``width``, ``height`` of its record); ``clip=True`` clips
     them instead. A malformed file raises `AnnotationError` (a ValueError)."""
@@ -154,6 +166,15 @@ def _image_size(img):
     return (h, w) if ok else (math.inf, math.inf)
 
 
+def _flag(path, ann, key) -> bool:
+    """An optional 0/1 field of an annotation (absent: 0)."""
+    value = ann.get(key, 0)
+    if value not in (0, 1) or isinstance(value, float):
+        raise AnnotationError(path, f"annotation id {ann.get('id')}: '{key}'",
+                              f"is {value!r}; expected 0 or 1")
+    return bool(value)
+
+
 def _target(path, img: dict, objects: list, clip: bool) -> dict:
     image_id = img["id"]
     boxes = torch.tensor([o[0] for o in objects], dtype=torch.float32).reshape(-1, 4)
@@ -162,7 +183,9 @@ def _target(path, img: dict, objects: list, clip: bool) -> dict:
                   area=torch.tensor([float(o[2].get("area", 0.0)) for o in objects],
                                     dtype=torch.float32),
                   iscrowd=torch.tensor([int(o[2].get("iscrowd", 0)) for o in objects],
-                                       dtype=torch.int64))
+                                       dtype=torch.int64),
+                  difficult=torch.tensor([_flag(path, o[2], "difficult") for o in objects],
+                                         dtype=torch.bool))
     try:
         return check_target(target, image_size=_image_size(img), clip=clip,
                             name=f"annotations of image {image_id}")

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from .targets import check_target
 
 __all__ = ["Compose", "RandomHorizontalFlip", "ResizeShorterSide", "hflip_boxes",
-           "resize_image_and_boxes", "shorter_side_scale"]
+           "resize_image", "resize_image_and_boxes", "shorter_side_scale"]
 
 
 def _check_image(image) -> None:
@@ -91,11 +91,12 @@ def shorter_side_scale(height: int, width: int, size: int = 600, max_size: int |
     return scale
 
 
-def resize_image_and_boxes(image, boxes, size=600, max_size=1000):
-    """Resize image [C, H, W] (bilinear, antialiased) and boxes [G, 4] by `shorter_side_scale`.
+def resize_image(image, size=600, max_size=1000):
+    """Resize image [C, H, W] by `shorter_side_scale` (bilinear; antialiased when shrinking).
 
-    Returns (image [C, H', W'], boxes [G, 4], (scale_y, scale_x)) with H' = round(H * s) and
-    W' = round(W * s); boxes are scaled by the exact per-axis ratios H'/H and W'/W.
+    The one resizer of the library: the transform below and `FasterRCNN.resize` both call it.
+    Returns (image [C, H', W'], (scale_y, scale_x)) with H' = round(H * s), W' = round(W * s)
+    and the exact per-axis ratios H'/H, W'/W (what boxes are multiplied by).
     """
     _check_image(image)
     h, w = image.shape[-2:]
@@ -104,7 +105,15 @@ def resize_image_and_boxes(image, boxes, size=600, max_size=1000):
     if (new_h, new_w) != (h, w):
         image = F.interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear",
                               align_corners=False, antialias=scale < 1)[0]
-    sy, sx = new_h / h, new_w / w
+    return image, (new_h / h, new_w / w)
+
+
+def resize_image_and_boxes(image, boxes, size=600, max_size=1000):
+    """`resize_image`, and boxes [G, 4] scaled by the same per-axis ratios.
+
+    Returns (image [C, H', W'], boxes [G, 4], (scale_y, scale_x)).
+    """
+    image, (sy, sx) = resize_image(image, size, max_size)
     factors = torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype, device=boxes.device)
     return image, boxes * factors, (sy, sx)
 

@@ -53,3 +53,8 @@ __all__ = ["TinyVGG", "FCHead", "tiny_vgg", "tiny_fc_head", "vgg16_backbone", "r
            "RCNN", "warp_regions", "RoIHead", "FastRCNN", "RPNHead", "RegionProposalNetwork",
            "FasterRCNN", "shapes_faster_rcnn", "shapes_fast_rcnn", "shapes_rcnn",
            "SHAPES_ANCHOR_SIZES", "SHAPES_ANCHOR_SIZES_STRIDE8"]
+
+# after shapes_faster_rcnn, which `build` wraps for TinyVGG
+from .build import BACKBONES, WeightsError, build_faster_rcnn  # noqa: E402
+
+__all__ += ["BACKBONES", "WeightsError", "build_faster_rcnn"]

@@ -14,9 +14,9 @@ Shape key:
     P_i  proposals of image i           D_i  detections of image i
 """
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..data.transforms import resize_image
 from .batching import batch_images, check_images, check_targets
 from .fast_rcnn import RoIHead
 from .rpn import RegionProposalNetwork
@@ -30,8 +30,8 @@ class FasterRCNN(nn.Module):
     labels [D], scores [D]). `stages` selects what trains (used by 4-step training):
     "rpn" returns only the RPN losses, "detector" only the head's (proposals come from the
     model's own RPN or, if given, from `proposals=`). `image_scale` resizes every image so its
-    shorter side has that many pixels (the paper's s); boxes in and out stay in the caller's
-    pixels, anchors are in resized pixels.
+    shorter side has that many pixels (the paper's s), the longer at most `image_max_size`
+    (1000); boxes in and out stay in the caller's pixels, anchors are in resized pixels.
 
     `joint` chooses what the detector loss sees of the proposals when `stages="both"`:
     "approximate" detaches them (approximate joint training); "exact" keeps them as functions of
@@ -49,7 +49,8 @@ class FasterRCNN(nn.Module):
                  rpn_post_nms_top_n=(2000, 300), rpn_nms_thresh=0.7, rois_per_image=64,
                  fg_fraction=0.25, bg_iou=(0.0, 0.5), pooler="roi_pool", fc=None,
                  representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.3,
-                 detections_per_image=100, image_scale=None, joint="approximate"):
+                 detections_per_image=100, image_scale=None, image_max_size=1000,
+                 joint="approximate"):
         super().__init__()
         if joint not in ("approximate", "exact"):
             raise ValueError(f'joint must be "approximate" (proposals are constants to the '
@@ -64,8 +65,11 @@ class FasterRCNN(nn.Module):
         if image_scale is not None and not (isinstance(image_scale, int) and image_scale > 0):
             raise ValueError(f"image_scale is the shorter side in pixels (the paper's s = 600), "
                              f"a positive int or None (no resizing), got {image_scale!r}")
+        if image_max_size is not None and image_scale is not None and image_max_size < image_scale:
+            raise ValueError(f"image_max_size (the cap on the longer side, the paper's 1000) must "
+                             f"be >= image_scale or None, got {image_max_size} < {image_scale}")
         self.backbone, self.num_classes, self.image_scale = backbone, num_classes, image_scale
-        self.joint = joint
+        self.joint, self.image_max_size = joint, image_max_size
         self.rpn = RegionProposalNetwork(
             backbone.out_channels, backbone.stride, anchor_sizes, anchor_ratios,
             batch_size_per_image=rpn_batch_size, pre_nms_top_n=rpn_pre_nms_top_n,
@@ -146,18 +150,18 @@ class FasterRCNN(nn.Module):
 
     def resize(self, images):
         """Images rescaled so that their shorter side is `image_scale` pixels (the paper's single
-        scale s = 600, Fast R-CNN sec. 5.2), and per image the factors [4] (x, y, x, y) that map
-        boxes into the resized image. Small objects gain feature-map cells: at stride 8 a 12-pixel
-        shape covers 1.5 cells, upsampled 1.5x it covers 2.25. None: images unchanged, factors 1.
-        The paper also caps the longer side at 1,000 pixels; there is no cap here.
+        scale s = 600, Fast R-CNN sec. 5.2) unless the longer side would pass `image_max_size`
+        (the paper's 1,000), and per image the factors [4] (x, y, x, y) that map boxes into the
+        resized image. Small objects gain feature-map cells: at stride 8 a 12-pixel shape covers
+        1.5 cells, upsampled 1.5x it covers 2.25. None: images unchanged, factors 1. The resizing
+        is `data.transforms.resize_image`, the same as the `ResizeShorterSide` transform's.
         """
         check_images(images)
         if self.image_scale is None:
             return list(images), [1.0] * len(images)
         resized, factors = [], []
         for img in images:
-            h, w = img.shape[-2:]
-            size = (round(h * self.image_scale / min(h, w)), round(w * self.image_scale / min(h, w)))
-            resized.append(F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0])
-            factors.append(img.new_tensor([size[1] / w, size[0] / h] * 2))
+            img, (sy, sx) = resize_image(img, self.image_scale, self.image_max_size)
+            resized.append(img)
+            factors.append(img.new_tensor([sx, sy, sx, sy]))
         return resized, factors
