@@ -2,6 +2,7 @@
 
     python -m frcnn_edu train --method joint --out runs/joint --minutes 5
     python -m frcnn_edu train --method joint --out runs/paper --paper   # the paper's settings
+    python -m frcnn_edu train --masks --out runs/mask                  # Mask R-CNN
     python -m frcnn_edu evaluate runs/joint
     python -m frcnn_edu detect runs/joint image.png --save detections.png
     python -m frcnn_edu pretrain --out frcnn_edu/assets/tiny_vgg_shapes.pt
@@ -9,7 +10,8 @@
 
 A training folder holds config.json (how to rebuild the model), the checkpoints of each stage
 (a second `train` with the same --out resumes), model.pt (the final weights) and metrics.json
-(mAP@0.5 on the held-out split, AP per class, training and inference images/s).
+(mAP@0.5 on the held-out split, AP per class, training and inference images/s; with --masks
+also COCO's mask AP at IoU 0.5, `mask_mAP`, and over 0.5:0.95, `mask_AP`, and the box's).
 
 A second `train` with the same --out must ask for the same run: its flags are compared with the
 folder's config.json before anything is written, and any difference (a model, optimizer or
@@ -35,7 +37,7 @@ import torch
 
 from .data import ShapesDataset
 from .inference import evaluate
-from .models import shapes_faster_rcnn
+from .models import shapes_faster_rcnn, shapes_mask_rcnn
 from .training import load_weights, save_atomic, train_four_step, train_joint
 from .training.checkpoint import write_text_atomic
 
@@ -90,7 +92,7 @@ def _probability(text):
 FLAGS = {"method": "--method", "minutes": "--minutes", "seed": "--seed", "lr": "--lr",
          "optimizer": "--optimizer", "train_images": "--train-images", "model.stride": "--stride",
          "model.pooler": "--pooler", "model.image_scale": "--image-scale",
-         "model.num_classes": "the dataset's number of classes"}
+         "model.num_classes": "the dataset's number of classes", "masks": "--masks"}
 
 
 def _flat(config, prefix=""):
@@ -150,13 +152,17 @@ def cmd_train(args):
               "optimizer": args.optimizer, "train_images": args.train_images,
               "model": {"num_classes": ShapesDataset.num_classes, "pooler": args.pooler,
                         "stride": args.stride, "image_scale": args.image_scale}}
+    if args.masks:  # only then: the config.json of box-only runs stays as it was
+        if args.method != "joint":
+            raise UsageError("--masks trains Mask R-CNN jointly: use it with --method joint")
+        config["masks"] = True
     _check_resume(out, config)  # before anything in the folder is written
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(json.dumps(config, indent=2) + "\n", out / "config.json")
     torch.manual_seed(args.seed)
-    data = ShapesDataset("train", num_images=args.train_images)
+    data = ShapesDataset("train", num_images=args.train_images, masks=args.masks)
     if args.method == "joint":
-        model = shapes_faster_rcnn(pretrained=True, **config["model"])
+        model = build_model(config, pretrained=True)
         histories = [train_joint(model, data, minutes=args.minutes, out=out, device=device,
                                  seed=args.seed, lr=args.lr, optimizer=args.optimizer)]
     else:
@@ -166,7 +172,7 @@ def cmd_train(args):
         histories = list(hist.values())
     steps, seconds = training_steps_and_seconds(histories)
     save_atomic(model.state_dict(), out / "model.pt")
-    metrics = evaluate(model, ShapesDataset("test"), device=device)
+    metrics = evaluate(model, ShapesDataset("test", masks=args.masks), device=device)
     metrics.update(method=args.method, train_seconds=round(seconds, 1), train_steps=steps,
                    train_images_per_second=round(2 * steps / seconds, 2) if seconds > 0 else None,
                    device=device, threads=torch.get_num_threads(), settings=config)
@@ -186,8 +192,14 @@ def training_steps_and_seconds(histories):
     return steps, seconds
 
 
+def build_model(config, pretrained):
+    """Faster R-CNN, or Mask R-CNN for a config with "masks": true, at the config's settings."""
+    build = shapes_mask_rcnn if config.get("masks") else shapes_faster_rcnn
+    return build(pretrained=pretrained, **config["model"])
+
+
 def load_trained(folder, device="cpu"):
-    """The trained Faster R-CNN saved by `train` in `folder`, in eval mode."""
+    """The trained Faster R-CNN (or Mask R-CNN) saved by `train` in `folder`, in eval mode."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder: pass the --out folder of a `train` run")
@@ -202,14 +214,16 @@ def load_trained(folder, device="cpu"):
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise UsageError(f"{folder / 'config.json'} is not a config.json written by `train` "
                          f"({type(e).__name__}: {e})") from None
-    model = shapes_faster_rcnn(pretrained=False, **config["model"])
+    model = build_model(config, pretrained=False)
     model.load_state_dict(load_weights(folder / "model.pt", map_location=device))
     return model.to(device).eval()
 
 
 def cmd_evaluate(args):
     device = _device(args.device)
-    metrics = evaluate(load_trained(args.dir, device), ShapesDataset(args.split), device=device)
+    model = load_trained(args.dir, device)
+    masks = hasattr(model, "mask_head")  # Mask R-CNN: box and mask AP
+    metrics = evaluate(model, ShapesDataset(args.split, masks=masks), device=device)
     print(json.dumps(metrics, indent=2))
 
 
@@ -265,13 +279,16 @@ def build_parser():
                    help="SGD with momentum 0.9 (the papers) or Adam (default, fewer steps)")
     t.add_argument("--lr", type=_positive(float), default=None,
                    help="learning rate (default 0.0005 for Adam, 0.01 for SGD)")
+    t.add_argument("--masks", action="store_true",
+                   help="train Mask R-CNN (a mask branch beside the box head) on the shapes' "
+                        "instance masks; metrics.json adds mask AP")
     t.set_defaults(func=cmd_train)
-    e = sub.add_parser("evaluate", help="mAP@0.5 of a trained model on the held-out split")
+    e = sub.add_parser("evaluate", help="mAP@0.5 (and mask AP) of a trained model on the held-out split")
     e.add_argument("dir")
     e.add_argument("--split", default="test", choices=["val", "test"])
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_evaluate)
-    d = sub.add_parser("detect", help="draw a trained model's detections on an image")
+    d = sub.add_parser("detect", help="draw a trained model's detections (and masks) on an image")
     d.add_argument("dir")
     d.add_argument("image")
     d.add_argument("--save", required=True)

@@ -79,13 +79,22 @@ class FasterRCNN(nn.Module):
         else:
             rpn_losses = {}
         if not self.training:
-            detections = self.roi_heads(features, proposals, sizes)
+            detections = self.detect(features, proposals, sizes)
             return [dict(d, boxes=d["boxes"] / f) for d, f in zip(detections, factors)]
         if stages == "rpn":
             return rpn_losses
         proposals = [torch.cat([p.detach(), t["boxes"]]) for p, t in zip(proposals, targets)]
-        head_losses = self.roi_heads(features, proposals, sizes, targets)
+        head_losses = self.head_losses(features, proposals, sizes, targets)
         return {**rpn_losses, **head_losses}
+
+    def detect(self, features, proposals, image_sizes):
+        """The heads at test time: detections in the (resized) images' pixels. Mask R-CNN
+        extends it with the mask branch."""
+        return self.roi_heads(features, proposals, image_sizes)
+
+    def head_losses(self, features, proposals, image_sizes, targets):
+        """The heads' losses on the proposals (ground truth added). Mask R-CNN extends it."""
+        return self.roi_heads(features, proposals, image_sizes, targets)
 
     @torch.no_grad()  # proposals are constants to whoever uses them: no graph to keep
     def propose(self, images, train_settings=False):
