@@ -145,7 +145,8 @@ class MaskRCNN(FasterRCNN):
 
     Training: targets also need ``masks`` uint8 [G, H, W]; returns FasterRCNN's four losses
     and ``loss_mask``. Eval: each detection dict also holds ``masks`` float [D, 1, H, W],
-    probabilities in [0, 1] (threshold at 0.5), in input-image pixels. `mask_pooler`,
+    probabilities in [0, 1] (threshold at 0.5), in input-image pixels, and ``mask_probs``
+    [D, m, m], the predicted class's mask on the RoI's grid before pasting. `mask_pooler`,
     `mask_loss`: the switches of the paper's Table 2c and 2b. Other arguments go to FasterRCNN.
     """
 
@@ -201,5 +202,5 @@ class MaskRCNN(FasterRCNN):
         if self.training:
             return out
         for d, img in zip(out, images):
-            d["masks"] = paste_masks_in_image(d.pop("mask_probs"), d["boxes"], img.shape[-2:])[:, None]
+            d["masks"] = paste_masks_in_image(d["mask_probs"], d["boxes"], img.shape[-2:])[:, None]
         return out
