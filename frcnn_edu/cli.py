@@ -3,6 +3,7 @@
     python -m frcnn_edu train --method joint --out runs/joint --minutes 5
     python -m frcnn_edu train --method joint --out runs/paper --paper   # the paper's settings
     python -m frcnn_edu train --method joint-exact --out runs/exact     # non-approximate joint
+    python -m frcnn_edu train --masks --out runs/mask                  # Mask R-CNN
     python -m frcnn_edu evaluate runs/joint
     python -m frcnn_edu detect runs/joint image.png --save detections.png
     python -m frcnn_edu pretrain --out frcnn_edu/assets/tiny_vgg_shapes.pt
@@ -17,7 +18,8 @@ names are kept in the training folder's classes.json (evaluate checks them, dete
 
 A training folder holds config.json (how to rebuild the model), the checkpoints of each stage
 (a second `train` with the same --out resumes), model.pt (the final weights) and metrics.json
-(mAP@0.5 on the held-out split, AP per class, training and inference images/s).
+(mAP@0.5 on the held-out split, AP per class, training and inference images/s; with --masks
+also COCO's mask AP at IoU 0.5, `mask_mAP`, and over 0.5:0.95, `mask_AP`, and the box's).
 
 A second `train` with the same --out must ask for the same run: its flags are compared with the
 folder's config.json before anything is written, and any difference (a model, optimizer or
@@ -44,7 +46,7 @@ import torch
 from .data import ShapesDataset
 from .data.spec import SYNTAX, DataError, held_out_spec, open_dataset, split_spec
 from .inference import evaluate
-from .models import shapes_faster_rcnn
+from .models import shapes_faster_rcnn, shapes_mask_rcnn
 from .models.build import BACKBONES, PAPER_FREEZE, WeightsError, build_faster_rcnn, freeze_blocks
 from .training import load_weights, save_atomic, train_four_step, train_joint
 from .training.checkpoint import write_text_atomic
@@ -102,9 +104,10 @@ FLAGS = {"method": "--method", "minutes": "--minutes", "seed": "--seed", "lr": "
          "model.pooler": "--pooler", "model.image_scale": "--image-scale",
          "model.num_classes": "the dataset's number of classes", "data": "--data",
          "eval_data": "--eval-data", "steps": "--steps", "model.backbone": "--backbone",
-         "weights": "--weights", "freeze": "--freeze"}
+         "weights": "--weights", "freeze": "--freeze", "masks": "--masks"}
 # what a config.json written before these settings existed trained with
-LEGACY = {"data": "shapes", "model.backbone": "tinyvgg", "weights": "imagenet", "freeze": 0}
+LEGACY = {"data": "shapes", "model.backbone": "tinyvgg", "weights": "imagenet", "freeze": 0,
+          "masks": False}
 
 
 def _flat(config, prefix=""):
@@ -171,6 +174,8 @@ def _resolve_settings(args):
                          "conv4 / layer3); only tinyvgg offers stride 8")
     if args.lr is None:
         args.lr = next(r["lr"] for r in RECIPES.values() if r["optimizer"] == args.optimizer)
+    if args.masks and args.method != "joint":
+        raise UsageError("--masks trains Mask R-CNN jointly: use it with --method joint")
     if args.method == "joint-exact" and args.pooler != "roi_align":
         raise UsageError("--method joint-exact back-propagates the detector loss into the proposal "
                          "coordinates, which needs --pooler roi_align (RoI max pooling has no "
@@ -194,25 +199,33 @@ def _train_config(args, data):
     return {"method": args.method, "minutes": args.minutes, "steps": args.steps, "seed": args.seed,
             "lr": args.lr, "optimizer": args.optimizer, "train_images": args.train_images,
             "data": args.data, "eval_data": args.eval_data, "weights": args.weights,
-            "freeze": freeze,
+            "freeze": freeze, "masks": args.masks,
             "model": {"num_classes": data.num_classes, "pooler": args.pooler,
                       "stride": args.stride, "image_scale": args.image_scale,
                       "backbone": args.backbone}}
 
 
-def _dataset(spec, split, num_images=None):
+def _dataset(spec, split, num_images=None, masks=False):
     """`open_dataset`, with the shapes made here (so a test can swap in smaller ones)."""
     if spec == "shapes":
-        return ShapesDataset(split, num_images=num_images)
+        return ShapesDataset(split, num_images=num_images, masks=masks)
+    if masks:
+        raise UsageError(f"--masks trains on the shapes' instance masks; --data {spec} is read "
+                         "with boxes only: drop --masks, or train Mask R-CNN on --data shapes")
     return open_dataset(spec, split, num_images)
 
 
-def _build_model(model_config, weights, freeze, **extra):
-    """`build_faster_rcnn`; the shapes model made here (so a test can swap in a smaller one)."""
+def _build_model(model_config, weights, freeze, masks=False, **extra):
+    """`build_faster_rcnn` (Mask R-CNN with `masks`); the shapes model made here (so a test can
+    swap in a smaller one)."""
     kwargs = dict(model_config, **extra)
     backbone = kwargs.pop("backbone", "tinyvgg")  # a config.json from before --backbone
+    if masks and not (backbone == "tinyvgg" and weights in ("imagenet", "none")):
+        raise UsageError(f"--masks builds Mask R-CNN on tinyvgg with its shapes weights; got "
+                         f"--backbone {backbone} --weights {weights}: drop --masks or those")
     if backbone == "tinyvgg" and weights in ("imagenet", "none"):
-        model = shapes_faster_rcnn(pretrained=weights == "imagenet", **kwargs)
+        build = shapes_mask_rcnn if masks else shapes_faster_rcnn
+        model = build(pretrained=weights == "imagenet", **kwargs)
         freeze_blocks(model.backbone, freeze)
         return model
     return build_faster_rcnn(backbone, weights, freeze, **kwargs)
@@ -223,7 +236,7 @@ def _held_out(args, data):
     spec = args.eval_data or held_out_spec(args.data)
     if spec is None:
         return None, None
-    held = _dataset(spec, "test")
+    held = _dataset(spec, "test", masks=args.masks)
     if tuple(held.classes) != tuple(data.classes):
         raise DataError(f"--eval-data {spec} has the classes {list(held.classes[1:])}, the "
                         f"training data {list(data.classes[1:])}: evaluate on data of the same "
@@ -235,7 +248,7 @@ def cmd_train(args):
     out = Path(args.out)
     device = _device(args.device)
     _resolve_settings(args)
-    data = _dataset(args.data, "train", args.train_images)  # a bad folder fails here
+    data = _dataset(args.data, "train", args.train_images, masks=args.masks)  # bad folder: here
     eval_spec, held = _held_out(args, data)
     config = _train_config(args, data)
     _check_resume(out, config)  # before anything in the folder is written
@@ -243,7 +256,8 @@ def cmd_train(args):
     joint = "exact" if args.method == "joint-exact" else "approximate"
 
     def make_model():  # the weights are found (or refused) at the first call, before training
-        return _build_model(config["model"], args.weights, config["freeze"], joint=joint)
+        return _build_model(config["model"], args.weights, config["freeze"], masks=args.masks,
+                            joint=joint)
     budget = {"minutes": args.minutes} if args.steps is None else {"steps": args.steps}
     common = dict(out=out, device=device, seed=args.seed, lr=args.lr, optimizer=args.optimizer)
     if args.method == "four-step":
@@ -283,8 +297,14 @@ def training_steps_and_seconds(histories):
     return steps, seconds
 
 
+def build_model(config, pretrained):
+    """Faster R-CNN, or Mask R-CNN for a config with "masks": true, at the config's settings."""
+    build = shapes_mask_rcnn if config.get("masks") else shapes_faster_rcnn
+    return build(pretrained=pretrained, **config["model"])
+
+
 def load_trained(folder, device="cpu"):
-    """The trained Faster R-CNN saved by `train` in `folder`, in eval mode."""
+    """The trained Faster R-CNN (or Mask R-CNN) saved by `train` in `folder`, in eval mode."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder: pass the --out folder of a `train` run")
@@ -299,7 +319,7 @@ def load_trained(folder, device="cpu"):
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise UsageError(f"{folder / 'config.json'} is not a config.json written by `train` "
                          f"({type(e).__name__}: {e})") from None
-    model = _build_model(config["model"], "none", 0)
+    model = _build_model(config["model"], "none", 0, masks=config.get("masks", False))
     model.load_state_dict(load_weights(folder / "model.pt", map_location=device))
     return model.to(device).eval()
 
@@ -310,7 +330,7 @@ def run_classes(folder):
     return tuple(json.loads(path.read_text())) if path.exists() else ShapesDataset.classes
 
 
-def _evaluation_data(folder, spec, split):
+def _evaluation_data(folder, spec, split, masks=False):
     """--data, or the run's own data at `split` (refused for COCO: its file is the training set)."""
     if spec is None:
         run = json.loads((Path(folder) / "config.json").read_text()).get("data", "shapes")
@@ -318,7 +338,7 @@ def _evaluation_data(folder, spec, split):
         if spec is None:
             raise UsageError(f"{folder} was trained on --data {run}, which holds no held-out "
                              "split: name the data to evaluate on with --data coco:JSON:IMAGES")
-    data = _dataset(spec, split)
+    data = _dataset(spec, split, masks=masks)
     if tuple(data.classes) != run_classes(folder):
         raise DataError(f"--data {spec} has the classes {list(data.classes[1:])}; the model in "
                         f"{folder} was trained on {list(run_classes(folder)[1:])}")
@@ -328,7 +348,9 @@ def _evaluation_data(folder, spec, split):
 def cmd_evaluate(args):
     device = _device(args.device)
     model = load_trained(args.dir, device)
-    metrics = evaluate(model, _evaluation_data(args.dir, args.data, args.split), device=device)
+    masks = hasattr(model, "mask_head")  # Mask R-CNN: box and mask AP
+    metrics = evaluate(model, _evaluation_data(args.dir, args.data, args.split, masks),
+                       device=device)
     print(json.dumps(metrics, indent=2))
 
 
@@ -417,15 +439,18 @@ def build_parser():
                    help="SGD with momentum 0.9 (the papers) or Adam (default, fewer steps)")
     t.add_argument("--lr", type=_positive(float), default=None,
                    help="learning rate (default 0.0005 for Adam, 0.01 for SGD)")
+    t.add_argument("--masks", action="store_true",
+                   help="train Mask R-CNN (a mask branch beside the box head) on the shapes' "
+                        "instance masks; metrics.json adds mask AP")
     t.set_defaults(func=cmd_train)
-    e = sub.add_parser("evaluate", help="mAP@0.5 of a trained model on the held-out split")
+    e = sub.add_parser("evaluate", help="mAP@0.5 (and mask AP) of a trained model on the held-out split")
     e.add_argument("dir")
     e.add_argument("--data", default=None,
                    help=f"{SYNTAX} (default: the run's own data, at --split)")
     e.add_argument("--split", default="test", choices=["val", "test"])
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_evaluate)
-    d = sub.add_parser("detect", help="draw a trained model's detections on an image")
+    d = sub.add_parser("detect", help="draw a trained model's detections (and masks) on an image")
     d.add_argument("dir")
     d.add_argument("image")
     d.add_argument("--save", required=True)

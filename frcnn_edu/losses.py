@@ -1,11 +1,12 @@
-"""Detection losses: smooth L1, the RPN loss (Faster R-CNN eq. 1) and the Fast R-CNN multi-task
-loss (Fast R-CNN eq. 1 and 3).
+"""Detection losses: smooth L1, the RPN loss (Faster R-CNN eq. 1), the Fast R-CNN multi-task
+loss (Fast R-CNN eq. 1 and 3) and the Mask R-CNN mask loss (Mask R-CNN sec. 3).
 
 Shape key:
     A     anchors (one image, or several images concatenated)
     k     anchors per feature-map location (9 = 3 scales x 3 ratios in the paper)
     R     RoIs (one image, or several images concatenated)
     K     foreground classes; class 0 is background, so classifiers have K + 1 outputs
+    m     mask resolution (28 in Mask R-CNN's heads)
 
 Faster R-CNN eq. 1 (the RPN loss)::
 
@@ -17,11 +18,18 @@ Fast R-CNN eq. 1 (the detector loss, per RoI)::
 
 ``[u >= 1]`` is the Iverson bracket: 1 for a foreground RoI, 0 for background, so background RoIs
 contribute no box loss. ``L_loc`` is smooth L1 summed over (x, y, w, h) (Fast R-CNN eq. 2-3).
+
+Mask R-CNN sec. 3 (the mask loss, per positive RoI of ground-truth class k)::
+
+    L_mask = -1/m^2 sum_ij [ y_ij log sigmoid(x^k_ij) + (1 - y_ij) log(1 - sigmoid(x^k_ij)) ]
+
+Only the k-th of the mask head's K masks is penalised: classes do not compete for a pixel
+(the paper's decoupling of mask and class prediction).
 """
 import torch
 import torch.nn.functional as F
 
-__all__ = ["smooth_l1", "rpn_loss", "fast_rcnn_loss", "NonFiniteError"]
+__all__ = ["smooth_l1", "rpn_loss", "fast_rcnn_loss", "mask_rcnn_loss", "NonFiniteError"]
 
 _REDUCTIONS = ("none", "sum", "mean")
 
@@ -167,3 +175,41 @@ def fast_rcnn_loss(class_logits, box_regression, labels, gt_deltas, lam=1.0, bet
     deltas_u = box_regression.reshape(R, num_classes, 4)[fg, labels[fg]]  # t^u, [n_fg, 4]
     loss_box = smooth_l1(deltas_u, gt_deltas[fg], beta=beta, reduction="sum")
     return loss_classifier, lam * loss_box / R
+
+
+MASK_LOSSES = ("sigmoid", "softmax")
+
+
+def mask_rcnn_loss(mask_logits, labels, mask_targets, kind="sigmoid"):
+    """The mask loss of Mask R-CNN (sec. 3), averaged over the positive RoIs' pixels.
+
+    mask_logits: [R, K+1, m, m] the mask head's outputs for the R positive RoIs (channel 0,
+        background, is unused by "sigmoid", as in torchvision).
+    labels: [R] int64 ground-truth class k of each RoI, 1..K.
+    mask_targets: [R, m, m] the binary ground-truth mask of each RoI (see
+        `frcnn_edu.models.mask_rcnn.project_masks_on_boxes`).
+    kind: "sigmoid" (the paper's): per-pixel binary cross-entropy on channel k only, so the
+        other channels get no gradient. "softmax" (the paper's Table 2b alternative, as FCNs
+        for semantic segmentation do): per-pixel cross-entropy of a softmax over the K + 1
+        channels, the target being class k inside the mask and background (0) outside, so the
+        classes compete for every pixel.
+    No positive RoI (R = 0) gives 0 with the graph kept, not NaN.
+    """
+    R = labels.shape[0] if labels.dim() == 1 else -1
+    _check_shape(labels, (None,), "labels")
+    _check_shape(mask_logits, (R, None, None, None), "mask_logits")
+    _check_shape(mask_targets, (R, mask_logits.shape[2], mask_logits.shape[3]), "mask_targets")
+    if kind not in MASK_LOSSES:
+        raise ValueError(f'kind must be "sigmoid" (the paper) or "softmax" (Table 2b), got {kind!r}')
+    if R and ((labels < 1) | (labels >= mask_logits.shape[1])).any():
+        raise ValueError(f"labels must lie in 1..{mask_logits.shape[1] - 1} (the classes of "
+                         f"positive RoIs), got {labels.unique().tolist()}")
+    _check_finite({"mask_logits": "loss_mask"}, mask_logits=mask_logits)
+    if R == 0:
+        return mask_logits.sum() * 0.0
+    labels, y = labels.long(), mask_targets.to(mask_logits.dtype)
+    if kind == "sigmoid":
+        x_k = mask_logits[torch.arange(R, device=labels.device), labels]         # [R, m, m]
+        return F.binary_cross_entropy_with_logits(x_k, y)
+    pixel_class = (y > 0.5).long() * labels[:, None, None]                      # [R, m, m]
+    return F.cross_entropy(mask_logits, pixel_class)

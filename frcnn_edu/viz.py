@@ -21,7 +21,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.colors import to_rgba
 
 __all__ = ["ANCHOR_LABEL_COLORS", "label_color", "show_image", "draw_boxes", "draw_anchors",
-           "draw_anchor_labels", "show_detections", "show_samples"]
+           "draw_anchor_labels", "draw_masks", "show_detections", "show_samples"]
 
 #: Okabe-Ito colours (readable with colour-blindness) for anchor labels 1 / 0 / -1.
 ANCHOR_LABEL_COLORS = {1: "#009E73", 0: "#D55E00", -1: "#999999"}
@@ -182,12 +182,28 @@ def draw_anchor_labels(ax, anchors, labels, colors=None, linewidth: float = 1.0,
     return ax
 
 
+def draw_masks(ax, masks, labels=None, alpha: float = 0.45, threshold: float = 0.5):
+    """Overlay instance masks [N, H, W] or [N, 1, H, W] (0/1, or probabilities thresholded at
+    `threshold`) in their class colours; one RGBA image in ``ax.images`` per call. Returns ax."""
+    masks = _to_numpy(masks, "masks")
+    if masks.ndim == 4:
+        masks = masks[:, 0]
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be [N, H, W] or [N, 1, H, W], got {list(masks.shape)}")
+    labels = np.arange(len(masks)) if labels is None else _to_numpy(labels, "labels").reshape(-1)
+    overlay = np.zeros(masks.shape[1:] + (4,), dtype=np.float32)
+    for mask, label in zip(masks, labels):
+        overlay[mask >= threshold] = to_rgba(label_color(label), alpha)
+    ax.imshow(overlay, interpolation="nearest")
+    return ax
+
+
 def show_detections(image, prediction, class_names=None, score_threshold: float = 0.5, ax=None,
                     target=None):
     """Image with the predicted boxes whose score >= `score_threshold` (and dashed gt boxes).
 
-    `prediction` is a model output dict(boxes, labels, scores); `target` an optional gt dict.
-    Creates a figure when `ax` is None. Returns ax.
+    `prediction` is a model output dict(boxes, labels, scores), and its ``masks`` (Mask R-CNN)
+    are drawn too; `target` an optional gt dict. Creates a figure when `ax` is None. Returns ax.
     """
     if ax is None:
         import matplotlib.pyplot as plt
@@ -199,6 +215,9 @@ def show_detections(image, prediction, class_names=None, score_threshold: float 
                    show_text=False)
     scores = _to_numpy(prediction["scores"], "scores").reshape(-1)
     keep = np.nonzero(scores >= score_threshold)[0]
+    if prediction.get("masks") is not None and len(keep):
+        draw_masks(ax, _to_numpy(prediction["masks"], "masks")[keep],
+                   _to_numpy(prediction["labels"], "labels").reshape(-1)[keep])
     draw_boxes(ax, _as_boxes(prediction["boxes"])[keep],
                _to_numpy(prediction["labels"], "labels").reshape(-1)[keep], scores[keep],
                class_names)

@@ -16,6 +16,14 @@ change what the file says. `write_coco` therefore keeps the flag as an extra ann
 into ``target["difficult"]`` (a file without it: all False). The VOC metric
 (`frcnn_edu.evaluation.voc_eval`) ignores both difficult and crowd boxes.
 
+Instance masks (Mask R-CNN): a target's ``masks`` uint8 [G, H, W] are written as each
+annotation's ``segmentation`` in COCO's compressed run-length encoding (RLE, through
+``pycocotools.mask.encode``; the ``counts`` bytes stored as a string), with ``area`` the mask's
+pixel count as in COCO's files (the box area when there are no masks). ``read_coco(...,
+masks=True)`` reads all three forms COCO uses back into masks: polygons (a list of
+[x1, y1, x2, y2, ...] lists, rasterised by ``pycocotools.mask.frPyObjects``), uncompressed RLE
+(``counts`` a list of run lengths, the crowd regions of COCO) and compressed RLE.
+
 Shape key:
     G  objects in one image
     K  foreground classes
@@ -28,6 +36,7 @@ import numbers
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from .errors import AnnotationError
@@ -35,7 +44,26 @@ from .image_io import load_image, save_image
 from .shapes import CLASSES
 from .targets import check_target
 
-__all__ = ["write_coco", "read_coco", "CocoAnnotations", "COCODataset"]
+__all__ = ["write_coco", "read_coco", "CocoAnnotations", "COCODataset", "encode_mask"]
+
+
+def encode_mask(mask) -> dict:
+    """One binary mask [H, W] (tensor or array) -> COCO compressed RLE, JSON-ready
+    (``{"size": [H, W], "counts": str}``)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _check_masks(masks, num_boxes, size, where):
+    if not torch.is_tensor(masks) or masks.dim() != 3 or masks.shape[0] != num_boxes:
+        got = list(masks.shape) if torch.is_tensor(masks) else type(masks).__name__
+        raise ValueError(f"{where}['masks'] must be a tensor [G, H, W] with one mask per box "
+                         f"(G = {num_boxes}), got {got}")
+    if tuple(masks.shape[-2:]) != tuple(size):
+        raise ValueError(f"{where}['masks'] are {tuple(masks.shape[-2:])} pixels but the image "
+                         f"is {tuple(size)}: masks must have the image's (H, W)")
 
 
 def _coco_annotations(target, image_id: int, first_id: int) -> list:
@@ -43,11 +71,15 @@ def _coco_annotations(target, image_id: int, first_id: int) -> list:
     n = len(target["labels"])
     difficult = target.get("difficult", torch.zeros(n, dtype=torch.bool)).tolist()
     iscrowd = target.get("iscrowd", torch.zeros(n, dtype=torch.int64)).tolist()
+    masks = target.get("masks")
     for j, (box, label) in enumerate(zip(target["boxes"].tolist(), target["labels"].tolist())):
         x1, y1, x2, y2 = box
-        anns.append(dict(id=first_id + j, image_id=image_id, category_id=int(label),
-                         bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1),
-                         iscrowd=int(iscrowd[j]), difficult=int(difficult[j])))
+        ann = dict(id=first_id + j, image_id=image_id, category_id=int(label),
+                   bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1),
+                   iscrowd=int(iscrowd[j]), difficult=int(difficult[j]))
+        if masks is not None:
+            ann.update(segmentation=encode_mask(masks[j] != 0), area=int((masks[j] != 0).sum()))
+        anns.append(ann)
     return anns
 
 
@@ -55,7 +87,8 @@ def write_coco(items, json_path, class_names=CLASSES, image_dir=None, image_form
     """Write (image, target) items as a COCO detection JSON at `json_path`.
 
     Images get ids 1..N (COCO ids are positive) and, when `image_dir` is given, are saved there
-    as ``<id>.<image_format>`` (``file_name`` is relative to `image_dir`). Returns the JSON dict.
+    as ``<id>.<image_format>`` (``file_name`` is relative to `image_dir`). Targets with
+    ``masks`` [G, H, W] get a ``segmentation`` (compressed RLE) per object. Returns the JSON dict.
     """
     images, annotations = [], []
     for i, (image, target) in enumerate(items):
@@ -65,6 +98,8 @@ def write_coco(items, json_path, class_names=CLASSES, image_dir=None, image_form
             h, w = save_image(image, Path(image_dir) / file_name)
         else:
             h, w = image.shape[-2:] if hasattr(image, "dim") else image.shape[:2]
+        if "masks" in target:
+            _check_masks(target["masks"], len(target["boxes"]), (h, w), f"target of item {i}")
         images.append(dict(id=i + 1, file_name=file_name, height=int(h), width=int(w)))
         annotations += _coco_annotations(target, i + 1, len(annotations) + 1)
     categories = [dict(id=k, name=name) for k, name in enumerate(class_names) if k > 0]
@@ -124,10 +159,12 @@ def _coco_box(path, ann, where, skip_degenerate: bool):
                           "has w <= 0 or h <= 0; pass skip_degenerate=True to leave such boxes out")
 
 
-def read_coco(json_path, skip_degenerate=False, clip=False) -> CocoAnnotations:
+def read_coco(json_path, skip_degenerate=False, clip=False, masks=False) -> CocoAnnotations:
     """Read a COCO detection JSON -> `CocoAnnotations`; targets hold boxes float32 [G, 4]
     (x1, y1, x2, y2), labels int64 [G] in 1..K, image_id int64 (COCO id), area, iscrowd,
-    difficult bool [G] (the extra field `write_coco` keeps; False where absent).
+    difficult bool [G] (the extra field `write_coco` keeps; False where absent), and with
+    ``masks=True`` masks uint8 [G, H, W] from each annotation's ``segmentation`` (polygons or
+    RLE; the image records then need ``height`` and ``width``).
 
     Boxes must lie inside their image (``width``, ``height`` of its record); ``clip=True`` clips
     them instead. A malformed file raises `AnnotationError` (a ValueError)."""
@@ -155,6 +192,9 @@ def read_coco(json_path, skip_degenerate=False, clip=False) -> CocoAnnotations:
         if box is not None:
             per_image[image_id].append((box, label_of[category], ann))
     targets = [_target(json_path, img, per_image[img["id"]], clip) for img in data["images"]]
+    if masks:
+        for img, target in zip(data["images"], targets):
+            target["masks"] = _read_masks(json_path, img, per_image[img["id"]])
     names = ("__background__",) + tuple(c["name"] for c in cats)
     return CocoAnnotations(data["images"], targets, names, tuple(c["id"] for c in cats))
 
@@ -193,6 +233,35 @@ def _target(path, img: dict, objects: list, clip: bool) -> dict:
         raise AnnotationError(path, f"image id {image_id}", str(e)) from None
 
 
+def _read_masks(path, img: dict, objects: list) -> torch.Tensor:
+    """uint8 [G, H, W]: the ``segmentation`` of each object (polygons, RLE or compressed RLE)."""
+    from pycocotools import mask as mask_utils
+
+    h, w = _image_size(img)
+    if math.isinf(h):
+        raise AnnotationError(path, f"image id {img['id']}", "needs 'height' and 'width' (positive "
+                              "numbers) to read its masks")
+    h, w = int(h), int(w)
+    out = np.zeros((len(objects), h, w), dtype=np.uint8)
+    for j, (_, _, ann) in enumerate(objects):
+        seg = ann.get("segmentation")
+        where = f"annotation id {ann.get('id')}: 'segmentation'"
+        if isinstance(seg, list) and seg and all(isinstance(p, list) and len(p) >= 6 for p in seg):
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))   # polygons
+        elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+            rle = mask_utils.frPyObjects(seg, h, w)                      # uncompressed RLE
+        elif isinstance(seg, dict) and isinstance(seg.get("counts"), str):
+            rle = dict(seg, counts=seg["counts"].encode("ascii"))        # compressed RLE
+        else:
+            raise AnnotationError(path, where, f"is {str(seg)[:60]!r}; expected polygons (lists "
+                                  "of >= 3 x, y pairs) or an RLE dict with 'size' and 'counts'")
+        if list(rle["size"]) != [h, w]:
+            raise AnnotationError(path, where, f"has size {list(rle['size'])}, but the image is "
+                                  f"[height, width] = {[h, w]}")
+        out[j] = mask_utils.decode(rle)
+    return torch.from_numpy(out)
+
+
 class COCODataset(torch.utils.data.Dataset):
     """Images in `image_dir` with the annotations of `json_path` (see `read_coco`).
 
@@ -200,9 +269,10 @@ class COCODataset(torch.utils.data.Dataset):
     ``iscrowd = 1``; filter them for training if you wish (COCO's evaluation ignores them).
     """
 
-    def __init__(self, image_dir, json_path, transforms=None, skip_degenerate=False, clip=False):
+    def __init__(self, image_dir, json_path, transforms=None, skip_degenerate=False, clip=False,
+                 masks=False):
         self.image_dir, self.transforms = Path(image_dir), transforms
-        self.annotations = read_coco(json_path, skip_degenerate, clip)
+        self.annotations = read_coco(json_path, skip_degenerate, clip, masks)
         self.classes = self.annotations.class_names
         self.num_classes = len(self.classes)
 

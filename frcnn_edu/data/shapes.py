@@ -20,6 +20,14 @@ runs on a 2-core CPU in minutes and no download is needed. What makes it a detec
 The ground-truth box is the full extent of the drawn shape, ``(x1, y1, x2, y2)`` in pixels with
 width ``x2 - x1`` (pixel ``i`` covers ``[i, i + 1)``), at 1/16 px precision.
 
+Instance masks (``masks=True``, for Mask R-CNN): the mask of an object is the set of pixels it
+paints, drawn without anti-aliasing (``cv2.LINE_8``, the same path as in the image), less the
+pixels that later objects paint over it: the part of an object hidden by another is not in its
+mask, and every pixel belongs to at most one mask. The image itself is drawn anti-aliased, so
+an edge pixel the image blends half-and-half may or may not be in the mask. A mask's pixel
+extent lies within its box grown by 1 px on each side (the box is the anti-aliased extent at
+1/16 px, the mask is whole pixels), and it can be smaller where a later object hides an edge.
+
 Shape key:
     H, W  image height and width
     G     ground-truth objects in one image
@@ -315,7 +323,7 @@ def _place_objects(rng, img, count: int, crowded: bool, opts) -> dict:
     """
     h, w = img.shape[:2]
     owner = np.full((h, w), -1, dtype=np.int16)
-    scene = dict(boxes=[], labels=[], visible=np.zeros(0), total=np.zeros(0))
+    scene = dict(boxes=[], labels=[], visible=np.zeros(0), total=np.zeros(0), owner=owner)
     anywhere = functools.partial(_sample_box, rng, h, w, opts["scale_range"], opts["ratio_range"])
     if not crowded:
         for label in rng.integers(1, len(CLASSES), size=count):
@@ -353,7 +361,9 @@ def render_shapes_image(rng: np.random.Generator, image_size=(160, 160), *, crow
                         ratio_range=(1 / 3, 3.0), max_cover=None, max_box_iou=None,
                         texture_prob=0.6, outline_prob=0.3, max_distractors=6):
     """Draw one image; returns dict(image uint8 [H, W, 3] RGB, boxes float32 [G, 4],
-    labels int64 [G], visible float32 [G]: the fraction of each object's pixels left visible).
+    labels int64 [G], visible float32 [G]: the fraction of each object's pixels left visible,
+    owner int16 [H, W]: the index of the object that paints each pixel, -1 for none; see
+    `instance_masks`).
 
     Objects are listed in drawing order (a later object may occlude an earlier one, but never
     hides more than `max_cover` of its pixels), and no two boxes overlap with IoU above
@@ -378,7 +388,13 @@ def render_shapes_image(rng: np.random.Generator, image_size=(160, 160), *, crow
     visible = scene["visible"] / np.maximum(scene["total"], 1)
     return dict(image=img, boxes=np.asarray(scene["boxes"], dtype=np.float32).reshape(-1, 4),
                 labels=np.asarray(scene["labels"], dtype=np.int64),
-                visible=visible.astype(np.float32))
+                visible=visible.astype(np.float32), owner=scene["owner"])
+
+
+def instance_masks(owner: np.ndarray, count: int) -> np.ndarray:
+    """uint8 [G, H, W] instance masks from the owner map [H, W] of `render_shapes_image`:
+    mask g holds the pixels object g paints and no later object covers."""
+    return (owner[None] == np.arange(count, dtype=owner.dtype)[:, None, None]).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -408,10 +424,14 @@ class ShapesDataset(torch.utils.data.Dataset):
         texture_prob: probability of a photographic texture background.
         outline_prob: probability that an object (at least 18 px on each side) is outlined.
         max_distractors: at most this many unlabelled lines / blobs / scribbles.
+        masks: also give each object's instance mask, ``target["masks"]`` uint8 [G, H, W]
+            (see the module's docstring). Off by default: the detectors do not need them.
 
     Item: ``(image float32 [3, H, W] in [0, 1], target)`` with target ``boxes`` float32 [G, 4]
     (x1, y1, x2, y2), ``labels`` int64 [G] in 1..K, ``image_id`` int64 scalar (= index),
-    ``area`` float32 [G] and ``iscrowd`` int64 [G] (zeros; for COCO-style evaluation).
+    ``area`` float32 [G] (of the box) and ``iscrowd`` int64 [G] (zeros; for COCO-style
+    evaluation), and with ``masks=True`` ``masks`` uint8 [G, H, W]. The image, boxes and labels
+    do not depend on ``masks``.
     """
 
     classes = CLASSES
@@ -420,7 +440,8 @@ class ShapesDataset(torch.utils.data.Dataset):
     def __init__(self, split="train", num_images=None, image_size=(160, 160), seed=0,
                  transforms=None, *, crowded=False, min_objects=None, max_objects=None,
                  scale_range=(12.0, 96.0), ratio_range=(1 / 3, 3.0), max_cover=None,
-                 max_box_iou=None, texture_prob=0.6, outline_prob=0.3, max_distractors=6):
+                 max_box_iou=None, texture_prob=0.6, outline_prob=0.3, max_distractors=6,
+                 masks=False):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
         self.num_images = DEFAULT_NUM_IMAGES[split] if num_images is None else int(num_images)
@@ -430,6 +451,9 @@ class ShapesDataset(torch.utils.data.Dataset):
         layout = _layout(crowded, min_objects=min_objects, max_objects=max_objects,
                          max_cover=max_cover, max_box_iou=max_box_iou)
         self.split, self.seed, self.transforms, self.crowded = split, int(seed), transforms, crowded
+        if not isinstance(masks, bool):
+            raise ValueError(f"masks must be True or False, got {masks!r}")
+        self.masks = masks
         self.options = dict(crowded=crowded, **layout, scale_range=tuple(scale_range),
                             ratio_range=tuple(ratio_range), texture_prob=texture_prob,
                             outline_prob=outline_prob, max_distractors=max_distractors)
@@ -455,27 +479,30 @@ class ShapesDataset(torch.utils.data.Dataset):
 
     def get_target(self, index: int) -> dict:
         """The target of item `index` without transforms (cheap enough: the image is redrawn)."""
-        d = self.generate(index)
-        return self._target(index, d["boxes"], d["labels"])
+        return self._target(index, self.generate(index))
 
-    def _target(self, index, boxes, labels) -> dict:
+    def _target(self, index, d) -> dict:
         index = index % self.num_images
-        boxes = torch.from_numpy(boxes)
+        boxes = torch.from_numpy(d["boxes"])
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        return dict(boxes=boxes, labels=torch.from_numpy(labels),
-                    image_id=torch.tensor(index, dtype=torch.int64), area=area,
-                    iscrowd=torch.zeros(len(labels), dtype=torch.int64))
+        target = dict(boxes=boxes, labels=torch.from_numpy(d["labels"]),
+                      image_id=torch.tensor(index, dtype=torch.int64), area=area,
+                      iscrowd=torch.zeros(len(d["labels"]), dtype=torch.int64))
+        if self.masks:
+            target["masks"] = torch.from_numpy(instance_masks(d["owner"], len(d["labels"])))
+        return target
 
     def __getitem__(self, index: int):
         d = self.generate(index)
         image = torch.from_numpy(d["image"]).permute(2, 0, 1).float().div_(255.0)
-        target = self._target(index, d["boxes"], d["labels"])
+        target = self._target(index, d)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
 
     def __repr__(self) -> str:
         crowded = ", crowded=True" if self.crowded else ""  # the default repr stays as it was
+        crowded += ", masks=True" if self.masks else ""
         return (f"ShapesDataset(split={self.split!r}, num_images={self.num_images}, "
                 f"image_size={self.image_size}, seed={self.seed}{crowded}, "
                 f"classes={self.classes[1:]})")

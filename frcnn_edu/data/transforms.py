@@ -7,6 +7,10 @@
   (sec. 4): rescale so the shorter side is ``size`` (600 in the papers) unless the longer side
   would exceed ``max_size`` (1000); boxes are scaled by the same factors.
 
+Instance masks (``target["masks"]`` uint8 [G, H, W], Mask R-CNN) move too: a flip mirrors
+them, and a resize samples them with nearest neighbour (each new pixel takes the value of the
+old pixel under its position), so they stay binary and need no threshold.
+
 Every transform is a callable ``(image, target) -> (image, target)`` on an image tensor
 [C, H, W] and a target dict (see ``frcnn_edu.data.targets``); the input target is not modified.
 Random transforms draw from ``generator`` (a ``torch.Generator``) when one is given, so a run

@@ -5,12 +5,14 @@
     fast_rcnn    RoIHead (RoI pooling + fc6/fc7 + two siblings) and FastRCNN
     rpn          RPNHead and RegionProposalNetwork
     faster_rcnn  FasterRCNN = backbone + RPN + RoIHead
+    mask_rcnn    MaskRCNN = FasterRCNN + a mask branch (MaskHead)
 
 `shapes_*` build each detector at the settings this course uses for the shapes data.
 """
 from .backbones import FCHead, TinyVGG, resnet_backbone, tiny_fc_head, tiny_vgg, vgg16_backbone
 from .fast_rcnn import FastRCNN, RoIHead
 from .faster_rcnn import FasterRCNN
+from .mask_rcnn import MaskHead, MaskRCNN
 from .rcnn import RCNN, warp_regions
 from .rpn import RegionProposalNetwork, RPNHead
 
@@ -38,6 +40,26 @@ def shapes_faster_rcnn(pretrained=True, num_classes=6, stride=16, image_scale=No
                       fc=tiny_fc_head(pretrained, stride=stride), image_scale=image_scale, **kwargs)
 
 
+#: The mask head on the shapes: 2 convs of 32 channels, not the paper's 4 of 256 (~100x the
+#: multiply-adds). On 2 CPU cores 4 convs of 64 took as long as the rest of a training step;
+#: two of 32 add about a fifth, and the 160-pixel shapes have far less to segment than COCO.
+SHAPES_MASK_CHANNELS = 32
+SHAPES_MASK_CONVS = 2
+
+
+def shapes_mask_rcnn(pretrained=True, num_classes=6, stride=16, image_scale=None,
+                     mask_channels=SHAPES_MASK_CHANNELS, mask_convs=SHAPES_MASK_CONVS, **kwargs):
+    """Mask R-CNN: `shapes_faster_rcnn`'s detector (same arguments) with a mask branch of
+    `mask_convs` convs of `mask_channels` channels (see `MaskRCNN` for mask_pooler, mask_loss
+    and the others)."""
+    sizes = SHAPES_ANCHOR_SIZES if stride == 16 else SHAPES_ANCHOR_SIZES_STRIDE8
+    factor = image_scale / 160 if isinstance(image_scale, int) else 1.0
+    kwargs.setdefault("anchor_sizes", tuple(round(a * factor) for a in sizes))
+    return MaskRCNN(tiny_vgg(pretrained, stride=stride), num_classes,
+                    fc=tiny_fc_head(pretrained, stride=stride), image_scale=image_scale,
+                    mask_channels=mask_channels, mask_convs=mask_convs, **kwargs)
+
+
 def shapes_fast_rcnn(pretrained=True, num_classes=6, stride=16, **kwargs):
     """Fast R-CNN (external proposals) with the pre-trained TinyVGG and its fc6/fc7."""
     return FastRCNN(tiny_vgg(pretrained, stride=stride), num_classes,
@@ -51,7 +73,7 @@ def shapes_rcnn(pretrained=True, num_classes=6, **kwargs):
 
 __all__ = ["TinyVGG", "FCHead", "tiny_vgg", "tiny_fc_head", "vgg16_backbone", "resnet_backbone",
            "RCNN", "warp_regions", "RoIHead", "FastRCNN", "RPNHead", "RegionProposalNetwork",
-           "FasterRCNN", "shapes_faster_rcnn", "shapes_fast_rcnn", "shapes_rcnn",
+           "FasterRCNN", "MaskRCNN", "MaskHead", "shapes_faster_rcnn", "shapes_mask_rcnn", "shapes_fast_rcnn", "shapes_rcnn",
            "SHAPES_ANCHOR_SIZES", "SHAPES_ANCHOR_SIZES_STRIDE8"]
 
 # after shapes_faster_rcnn, which `build` wraps for TinyVGG

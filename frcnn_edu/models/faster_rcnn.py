@@ -96,7 +96,7 @@ class FasterRCNN(nn.Module):
         else:
             rpn_losses = {}
         if not self.training:
-            detections = self.roi_heads(features, proposals, sizes)
+            detections = self.detect(features, proposals, sizes)
             return [dict(d, boxes=d["boxes"] / f) for d, f in zip(detections, factors)]
         if stages == "rpn":
             return rpn_losses
@@ -105,8 +105,17 @@ class FasterRCNN(nn.Module):
         exact = self.joint == "exact" and stages == "both"
         proposals = [torch.cat([p if exact else p.detach(), t["boxes"]])
                      for p, t in zip(proposals, targets)]
-        head_losses = self.roi_heads(features, proposals, sizes, targets)
+        head_losses = self.head_losses(features, proposals, sizes, targets)
         return {**rpn_losses, **head_losses}
+
+    def detect(self, features, proposals, image_sizes):
+        """The heads at test time: detections in the (resized) images' pixels. Mask R-CNN
+        extends it with the mask branch."""
+        return self.roi_heads(features, proposals, image_sizes)
+
+    def head_losses(self, features, proposals, image_sizes, targets):
+        """The heads' losses on the proposals (ground truth added). Mask R-CNN extends it."""
+        return self.roi_heads(features, proposals, image_sizes, targets)
 
     def shared_features(self, images, targets=None):
         """The shared conv layers' output for a batch: (features [N, C, Hf, Wf], the (resized)

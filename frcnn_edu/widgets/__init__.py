@@ -7,7 +7,7 @@ ipywidgets 7.7.1; `ipywidgets>=7.6` is required).
 """
 from importlib import import_module
 
-TOPICS = ("iou_nms", "roi_pooling", "anchor_labeling", "proposals", "detections")
+TOPICS = ("iou_nms", "roi_pooling", "anchor_labeling", "proposals", "detections", "masks")
 
 
 def __getattr__(name):  # import each topic on first use (ipywidgets loads only when needed)
