@@ -29,7 +29,7 @@ def test_check_xywh_to_xyxy_wrong():
     assert not res and "no -1" in res.message
     res = L.check_xywh_to_xyxy(lambda r: torch.cat([r[:, :2] - r[:, 2:] / 2, r[:, :2] + r[:, 2:] / 2], 1))
     assert not res and "top-left" in res.message
-    res = L.check_xywh_to_xyxy(lambda r: r[:2])
+    res = L.check_xywh_to_xyxy(lambda r: r[:, :2])
     assert not res and "shape" in res.message
 
 
@@ -88,7 +88,8 @@ def _targets(p, g, corner=False):
 
 def test_check_regression_targets_right():
     assert L.check_regression_targets(_targets)
-    assert L.check_regression_targets(encode_boxes)
+    res = L.check_regression_targets(encode_boxes)          # the function it replaces
+    assert not res and "calls frcnn_edu.boxes.encode_boxes" in res.message
 
 
 def test_check_regression_targets_wrong():
@@ -118,7 +119,12 @@ def test_expected_hard_negatives_follow_fit_svms():
 def test_check_hard_negatives_right():
     assert L.check_hard_negatives(lambda s, u: torch.nonzero((u < 0.3) & (s > -1)).squeeze(1))
     assert L.check_hard_negatives(lambda s, u: (u < 0.3) & (s > -1))              # a mask
-    assert L.check_hard_negatives(lambda s, u: [9, 4, 2, 1])                       # any order
+    assert L.check_hard_negatives(lambda s, u: torch.nonzero((u < 0.3) & (s > -1)).flip(0))  # any order
+
+
+def test_check_hard_negatives_refuses_the_exercise_answer_typed_in():
+    res = L.check_hard_negatives(lambda s, u: [9, 4, 2, 1])     # right on the exercise only
+    assert not res and "cases fail" in res.message
 
 
 def test_check_hard_negatives_wrong():
@@ -134,7 +140,7 @@ def test_check_hard_negatives_wrong():
     assert not res and "ON the margin" in res.message
     res = L.check_hard_negatives(lambda s, u: s[(u < 0.3) & (s > -1)])
     assert not res and "INDICES" in res.message
-    res = L.check_hard_negatives(lambda s, u: (u < 0.3)[:5])
+    res = L.check_hard_negatives(lambda s, u: (u < 0.3)[:1])
     assert not res and "mask" in res.message
 
 
