@@ -151,7 +151,7 @@ def check_function(student_fn, reference_fn, cases, compare, *, convert=None, fo
 
     convert(got, args) -> the answer in the form `compare` takes, or raises Wrong(message).
     compare(got, expected, args) -> True when right. variants(*args) -> [(hint, answer of that
-    slip)]: the hint of the first slip that explains the student's answers on every case is
+    slip, or a predicate on the student's answer)]: the hint of the first slip that explains the student's answers on every case is
     given (else one that explains the smallest failing case). hint(args, got, expected) -> the
     likely slip, or a string: used when no variant explains the answers. describe(args) -> how
     to print the inputs (default: each argument). Returns a Result: passed, or the smallest
@@ -211,10 +211,11 @@ def _explain(variants, cases, answers, convert, compare, args, got):
     table = {id(case): variants(*copy.deepcopy(case)) for case, _ in answered}
     table.setdefault(id(args), variants(*copy.deepcopy(args)))
     hints = [h for h, _ in table[id(args)]]
+    same = lambda value, v, case: v(value) if callable(v) else compare(value, v, case)  # noqa: E731
     for j, text in enumerate(hints):
-        if all(compare(value, table[id(case)][j][1], case) for case, value in answered):
+        if all(same(value, table[id(case)][j][1], case) for case, value in answered):
             return text
-    return next((h for h, v in table[id(args)] if v is not None and compare(got, v, args)), None)
+    return next((h for h, v in table[id(args)] if v is not None and same(got, v, args)), None)
 
 
 def close(rtol=1e-5, atol=1e-5):
