@@ -191,23 +191,18 @@ def check_function(student_fn, reference_fn, cases, compare, *, convert=None, fo
     where = f"{len(failures)} of {len(cases)} cases fail; the smallest: {name}({inputs})"
     if err is not None:
         return Result(False, f"{where}: {err.message}", status=err.status)
-    why = _explain(variants, cases, answers, convert, compare, args, got) if variants else None
+    failed = [(f[2], (f[4], f[5])) for f in failures]
+    why = _explain(variants, failed, convert, compare, args, got) if variants else None
     if why is None:
         why = hint(args, got, expected) if callable(hint) else hint
     return Result(False, f"{where} gave {show(got)}, expected {show(expected)}"
                          + (f": {why}" if why else "") + ".")
 
 
-def _explain(variants, cases, answers, convert, compare, args, got):
-    """The hint of the slip that explains every answer, else of one that explains `got`."""
-    answered = []
-    for case, (value, err) in zip(cases, answers):
-        if err is not None:
-            continue
-        try:
-            answered.append((case, convert(value, case) if convert else value))
-        except Wrong:
-            continue
+def _explain(variants, failed, convert, compare, args, got):
+    """The hint of the slip that explains every wrong answer, else of one that explains `got`
+    (`failed`: [(case, (converted answer, error))])."""
+    answered = [(case, value) for case, (value, err) in failed if err is None]
     table = {id(case): variants(*copy.deepcopy(case)) for case, _ in answered}
     table.setdefault(id(args), variants(*copy.deepcopy(args)))
     hints = [h for h, _ in table[id(args)]]

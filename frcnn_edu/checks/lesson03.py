@@ -127,7 +127,7 @@ def _count_variants(image_size, stride, sizes, ratios):
     swapped = int(inside_image(grid_anchors(base, (h // stride, w // stride), stride), (w, h)).sum())
     return [
         ("each position holds k = len(sizes) * len(ratios) anchors: total = H_f * W_f * k",
-         lambda got: got[0] == cells),
+         lambda got: got[0] == cells != total),
         ("use the feature map that rounding down gives: H // stride by W // stride",
          lambda got: got[0] == ceil_cells * k),
         ("k is the number of sizes TIMES the number of ratios",
