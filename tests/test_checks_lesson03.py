@@ -79,7 +79,7 @@ def test_check_anchor_count_wrong():
     res = L.check_anchor_count(lambda im, s, sz, r: ((im[0] // s) * (im[1] // s),
                                                      _count(im, s, sz, r)[1]))
     assert not res and "total = H_f * W_f * k" in res.message
-    res = L.check_anchor_count(lambda *a: (_count(*a)[0], 0))
+    res = L.check_anchor_count(lambda *a: (_count(*a)[0], -1))
     assert not res and "inside_image is True" in res.message
 
 
