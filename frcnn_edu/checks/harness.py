@@ -150,10 +150,11 @@ def check_function(student_fn, reference_fn, cases, compare, *, convert=None, fo
     """Check `student_fn` against `reference_fn` on `cases` (tuples of positional arguments).
 
     convert(got, args) -> the answer in the form `compare` takes, or raises Wrong(message).
-    compare(got, expected, args) -> True when right. variants(*args) -> [(hint, answer of that
-    slip, or a predicate on the student's answer)]: the hint of the first slip that explains the student's answers on every case is
-    given (else one that explains the smallest failing case). hint(args, got, expected) -> the
-    likely slip, or a string: used when no variant explains the answers. describe(args) -> how
+    compare(got, expected, args) -> True when right. variants(*args) -> [(hint, the answer that
+    slip gives, or a predicate on the student's answer)]: the hint of the first slip that
+    explains the student's answers on every case is given (else on every failing case, else on
+    the smallest). hint(args, got, expected) -> the likely slip, or a string: used when no
+    variant explains the answers. describe(args) -> how
     to print the inputs (default: each argument). Returns a Result: passed, or the smallest
     failing case with its inputs, the expected answer, the student's answer and the hint.
     """
@@ -175,42 +176,55 @@ def check_function(student_fn, reference_fn, cases, compare, *, convert=None, fo
                 return err                   # not filled in, or a forbidden call: say so at once
         if calls:                            # a forbidden call that something swallowed
             return forbidden_result(calls[0])
+    converted = []
     for args, expected, (got, err) in zip(cases, expected_all, answers):
         if err is None:
             try:
                 got = convert(got, args) if convert else got
             except Wrong as w:
                 err = Result(False, str(w))
+        converted.append((args, got, err))
         if err is None and compare(got, expected, args):
             continue
-        failures.append((size_of(args), len(failures), args, expected, got, err))
+        # a crash is reported before a wrong value, then the smallest case first
+        failures.append((err is None or err.status != "error", size_of(args), len(failures),
+                         args, expected, got, err))
     if not failures:
         return Result(True, passed or f"{name} matches the library on all {len(cases)} cases.")
-    _, _, args, expected, got, err = min(failures, key=lambda f: f[:2])
+    _, _, _, args, expected, got, err = min(failures, key=lambda f: f[:3])
     inputs = describe(args) if describe else ", ".join(show(a) for a in args)
     where = f"{len(failures)} of {len(cases)} cases fail; the smallest: {name}({inputs})"
     if err is not None:
         return Result(False, f"{where}: {err.message}", status=err.status)
-    failed = [(f[2], (f[4], f[5])) for f in failures]
-    why = _explain(variants, failed, convert, compare, args, got) if variants else None
+    why = None
+    if variants:
+        answered = [(case, got) for case, got, err in converted if err is None]
+        failed = [(f[3], f[5]) for f in failures if f[6] is None]
+        why = _explain(variants, answered, failed, compare, args, got)
     if why is None:
         why = hint(args, got, expected) if callable(hint) else hint
     return Result(False, f"{where} gave {show(got)}, expected {show(expected)}"
                          + (f": {why}" if why else "") + ".")
 
 
-def _explain(variants, failed, convert, compare, args, got):
-    """The hint of the slip that explains every wrong answer, else of one that explains `got`
-    (`failed`: [(case, (converted answer, error))])."""
-    answered = [(case, value) for case, (value, err) in failed if err is None]
-    table = {id(case): variants(*copy.deepcopy(case)) for case, _ in answered}
-    table.setdefault(id(args), variants(*copy.deepcopy(args)))
+def _explain(variants, answered, failed, compare, args, got):
+    """The hint of the slip that explains every answer (right ones included), else every wrong
+    answer, else the smallest wrong one. `answered` / `failed`: [(case, converted answer)]."""
+    def same(value, v, case):
+        if v is None:
+            return False
+        return v(value) if callable(v) else compare(value, v, case)
+
+    table = {}
+    for case, _ in answered + failed + [(args, got)]:
+        if id(case) not in table:
+            table[id(case)] = variants(*copy.deepcopy(case))
     hints = [h for h, _ in table[id(args)]]
-    same = lambda value, v, case: v(value) if callable(v) else compare(value, v, case)  # noqa: E731
-    for j, text in enumerate(hints):
-        if all(same(value, table[id(case)][j][1], case) for case, value in answered):
-            return text
-    return next((h for h, v in table[id(args)] if v is not None and same(got, v, args)), None)
+    for group in (answered, failed):
+        for j, text in enumerate(hints):
+            if group and all(same(value, table[id(case)][j][1], case) for case, value in group):
+                return text
+    return next((h for h, v in table[id(args)] if same(got, v, args)), None)
 
 
 def close(rtol=1e-5, atol=1e-5):
