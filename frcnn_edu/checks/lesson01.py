@@ -20,7 +20,7 @@ from frcnn_edu.roi_ops import roi_align
 from frcnn_edu.training.rcnn_fit import fit_svms
 
 from . import harness
-from .result import Result, exercise
+from .result import REFERENCES, Result, exercise
 
 __all__ = ["EX_RECTS", "EX_PROPOSALS", "EX_GT_BOXES", "EX_SCORES", "EX_IOUS", "NEG_IOU", "MARGIN",
            "expected_hard_negatives", "check_xywh_to_xyxy", "check_context_box",
@@ -314,3 +314,6 @@ def check_hard_negatives(fn):
         passed=f"on the exercise, regions {want} are negatives (IoU < {NEG_IOU}) that the SVM "
                f"scores above {MARGIN:g}, inside the margin: the next round trains on them "
                f"({len(cases)} cases checked, ties at -1 and 0.3 included).")
+
+
+REFERENCES.update({"lesson01.hard_negatives": expected_hard_negatives})

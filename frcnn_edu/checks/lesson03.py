@@ -17,7 +17,7 @@ from frcnn_edu.boxes import box_iou
 from frcnn_edu.matching import label_anchors, sample_labels
 
 from . import harness
-from .result import Result, exercise, not_filled_in
+from .result import REFERENCES, Result, exercise, not_filled_in
 
 __all__ = ["EX_ANCHORS", "EX_BOXES", "EX_IMAGE_SIZE", "expected_labels", "check_anchor_shape",
            "check_anchor_count", "check_labels", "check_sampled_counts"]
@@ -255,3 +255,7 @@ def check_sampled_counts(fn):
         forbidden=["frcnn_edu.matching.sample_labels"],
         passed=f"your counts match sample_labels on {len(cases)} cases: at most 128 positives, "
                "negatives fill the batch up to 256 when there are enough.")
+
+
+REFERENCES.update({"lesson03.anchor_count": _library_count,
+                   "lesson03.sampled_counts": _library_sample})

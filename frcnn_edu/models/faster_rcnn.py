@@ -28,7 +28,10 @@ class FasterRCNN(nn.Module):
     "rpn" returns only the RPN losses, "detector" only the head's (proposals come from the
     model's own RPN or, if given, from `proposals=`). `image_scale` resizes every image so its
     shorter side has that many pixels (the paper's s); boxes in and out stay in the caller's
-    pixels, anchors are in resized pixels.
+    pixels, anchors are in resized pixels. `rpn_functions` = dict(anchor_fn=..., label_fn=...,
+    proposal_fn=...) puts your own functions into the RPN in place of the library's (see
+    `RegionProposalNetwork`): a lesson trains the detector on a student's anchors, labels or
+    proposal layer this way.
     """
 
     def __init__(self, backbone, num_classes, anchor_sizes=(128, 256, 512),
@@ -37,7 +40,7 @@ class FasterRCNN(nn.Module):
                  rpn_post_nms_top_n=(2000, 300), rpn_nms_thresh=0.7, rois_per_image=64,
                  fg_fraction=0.25, bg_iou=(0.0, 0.5), pooler="roi_pool", fc=None,
                  representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.3,
-                 detections_per_image=100, image_scale=None):
+                 detections_per_image=100, image_scale=None, rpn_functions=None):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes counts background and must be >= 2, got {num_classes}")
@@ -49,7 +52,7 @@ class FasterRCNN(nn.Module):
             backbone.out_channels, backbone.stride, anchor_sizes, anchor_ratios,
             batch_size_per_image=rpn_batch_size, pre_nms_top_n=rpn_pre_nms_top_n,
             post_nms_top_n=rpn_post_nms_top_n, nms_thresh=rpn_nms_thresh, lam=rpn_lam,
-            loss_normalize=rpn_loss_normalize)
+            loss_normalize=rpn_loss_normalize, **self._rpn_functions(rpn_functions))
         # bg_iou starts at 0.0, not Fast R-CNN's 0.1: py-faster-rcnn's end-to-end Faster R-CNN
         # config does the same, so RoIs on empty background are also learned as background.
         self.roi_heads = RoIHead(
@@ -57,6 +60,15 @@ class FasterRCNN(nn.Module):
             representation_size=representation_size, rois_per_image=rois_per_image,
             fg_fraction=fg_fraction, bg_iou=bg_iou, score_thresh=box_score_thresh,
             nms_thresh=box_nms_thresh, detections_per_image=detections_per_image)
+
+    @staticmethod
+    def _rpn_functions(functions):
+        functions = dict(functions or {})
+        unknown = set(functions) - {"anchor_fn", "label_fn", "proposal_fn"}
+        if unknown:
+            raise ValueError(f"rpn_functions takes anchor_fn, label_fn and proposal_fn, got "
+                             f"{sorted(unknown)}")
+        return functions
 
     def forward(self, images, targets=None, stages="both", proposals=None):
         if stages not in ("both", "rpn", "detector"):
