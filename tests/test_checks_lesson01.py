@@ -69,6 +69,18 @@ def test_check_context_box_wrong():
     assert not res and "4 numbers" in res.message
 
 
+def test_reference_context_box_is_what_warp_regions_crops():
+    """The checker's reference box, warped without context, gives warp_regions' crop with it."""
+    from frcnn_edu.models.rcnn import warp_regions
+    from frcnn_edu.roi_ops import roi_align
+    image = torch.rand(3, 160, 240, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for box, size, context in L._context_cases():
+        want = warp_regions(image, torch.tensor([box], dtype=torch.float64), size, context)
+        mine = roi_align(image[None], [L._library_context_box(box, size, context)[None]], size,
+                         1.0, sampling_ratio=1, aligned=True)
+        assert torch.allclose(mine, want, atol=1e-6)
+
+
 def test_check_context_box_stub():
     res = L.check_context_box(_stub)
     assert not res and "NotImplementedError" in res.message

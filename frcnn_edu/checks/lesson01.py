@@ -15,8 +15,6 @@ import inspect
 import torch
 
 from frcnn_edu.boxes import encode_boxes
-from frcnn_edu.models.rcnn import warp_regions
-from frcnn_edu.roi_ops import roi_align
 from frcnn_edu.training.rcnn_fit import fit_svms
 
 from . import harness
@@ -126,10 +124,6 @@ def _context_alternatives(box, size, context):
           x2 + context * h / (size - 2 * context), y2 + context * w / (size - 2 * context)),
          "the x padding uses the width and the y padding the height (the warp is anisotropic)"),
     )
-
-
-def _noise_image(seed=0, size=(3, 160, 240)):
-    return torch.rand(size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def _context_cases():

@@ -19,7 +19,7 @@ from frcnn_edu.models import RoIHead
 from frcnn_edu.roi_ops import _pool_bins, roi_pool
 
 from . import harness
-from .result import REFERENCES, Result, exercise, not_filled_in, run_safely
+from .result import REFERENCES, Result, exercise, not_filled_in
 
 __all__ = ["FEATURE", "STRIDE", "DEMO_ROI", "EX_ROI", "EX_OUTPUT_SIZE", "MINIBATCH_IMAGES",
            "ROIS_PER_IMAGE", "FG_FRACTION", "expected_roi_pool", "expected_minibatch",

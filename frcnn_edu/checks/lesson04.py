@@ -25,7 +25,8 @@ from frcnn_edu.losses import rpn_loss, smooth_l1
 from . import harness
 from .result import REFERENCES, Result, exercise
 
-__all__ = ["EX_ANCHOR", "EX_BOX", "EX_LOSS", "EX_LOSS_ARGS", "LOSS_ARGS", "EX_PROPOSALS", "EX_GT_BOXES", "expected_encode",
+__all__ = ["EX_ANCHOR", "EX_BOX", "EX_LOSS", "EX_LOSS_ARGS", "LOSS_ARGS", "EX_PROPOSALS",
+           "EX_GT_BOXES", "expected_encode",
            "expected_rpn_loss", "check_encode", "check_smooth_l1", "check_rpn_loss",
            "check_recall"]
 

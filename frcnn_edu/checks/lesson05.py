@@ -42,16 +42,20 @@ DROPPED_GRADIENT_CHOICES = {
 _DROPPED_ID = "lesson05.dropped_gradient"
 _DROPPED_RIGHT = "3b80083bd824ade1"
 _DROPPED_HINTS = {
-    "27be52a60ece6bee": "all weights are updated in approximate joint training: the RPN loss trains the RPN's "
-         "layers and the shared conv layers, the detector loss trains the head and the shared "
-         "conv layers (a common misreading of the paper)",
-    "6002875342fb98f9": "the RPN loss does reach the shared conv layers; at the shared layers the gradients of "
-         "the RPN loss and of the detector loss are added",
-    "763c3dbc346058c6": "approximate joint training uses ordinary RoI pooling; an RoI warping layer, "
-         "differentiable in the box coordinates, is what the NON-approximate scheme would need",
-    "a2cc6864319d03e9": "RoI pooling passes the detector's gradient back to the feature map (lesson 02), so the "
-         "detector loss does train the shared conv layers; what is lost is the path through the "
-         "box coordinates of the proposals",
+    "27be52a60ece6bee":
+        "all weights are updated in approximate joint training: the RPN loss trains the RPN's "
+        "layers and the shared conv layers, the detector loss trains the head and the shared "
+        "conv layers (a common misreading of the paper)",
+    "6002875342fb98f9":
+        "the RPN loss does reach the shared conv layers; at the shared layers the gradients of "
+        "the RPN loss and of the detector loss are added",
+    "763c3dbc346058c6":
+        "approximate joint training uses ordinary RoI pooling; an RoI warping layer, "
+        "differentiable in the box coordinates, is what the NON-approximate scheme would need",
+    "a2cc6864319d03e9":
+        "RoI pooling passes the detector's gradient back to the feature map (lesson 02), so the "
+        "detector loss does train the shared conv layers; what is lost is the path through the "
+        "box coordinates of the proposals",
 }
 
 # (four_step_seconds, joint_seconds) cases for check_time_saved.
