@@ -68,6 +68,15 @@ def test_a_different_function_changes_what_the_rpn_does():
     assert [len(p) for p in proposals] == [2, 2]
 
 
+def test_a_label_fn_may_return_the_labels_alone():
+    torch.manual_seed(3)
+    _, _, l0 = _rpn()(FEATURES, SIZES, TARGETS)
+    torch.manual_seed(3)
+    _, _, l1 = _rpn(label_fn=lambda *a: label_anchors(*a)[0])(FEATURES, SIZES, TARGETS)
+    assert torch.allclose(l0["loss_objectness"], l1["loss_objectness"])
+    assert torch.allclose(l0["loss_rpn_box_reg"], l1["loss_rpn_box_reg"])
+
+
 def test_bad_functions_and_ablations_are_refused():
     with pytest.raises(TypeError, match="anchor_fn"):
         _rpn(anchor_fn="grid")

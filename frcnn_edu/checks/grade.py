@@ -3,7 +3,7 @@
     python -m frcnn_edu grade SUBMISSIONS_DIR --out grades.csv [--timeout 600] [--jobs 2]
 
 Each ``*.ipynb`` in SUBMISSIONS_DIR runs in its own process and kernel (quick setting,
-FRCNN_EDU_FAST=1), top to bottom, keeping on after a cell that raises, within a time limit for
+FRCNN_EDU_FAST=1; OMP_NUM_THREADS = cores / jobs unless set), top to bottom, keeping on after a cell that raises, within a time limit for
 the whole notebook. Every checker a lesson calls records {exercise, status, message}
 (`frcnn_edu.checks.result`); after the student's cells a last cell prints those records, and
 the displayed results carry them in their output metadata too, so a notebook whose cells were
@@ -139,9 +139,11 @@ def _exercises_of(lesson):
     return list(EXERCISES.get(lesson, []))
 
 
-def _grade_in_subprocess(path, timeout, workdir):
+def _grade_in_subprocess(path, timeout, workdir, threads):
     """Run one notebook in its own Python process (a crash there cannot stop the grader)."""
     env = dict(os.environ, FRCNN_EDU_FAST="1", MPLBACKEND="Agg")
+    # jobs kernels share the cores: more threads than cores makes OpenMP spin, not compute
+    env.setdefault("OMP_NUM_THREADS", str(threads))
     cmd = [sys.executable, "-m", "frcnn_edu.checks.grade", str(path), "--timeout", str(timeout),
            "--workdir", str(workdir)]
     try:
@@ -165,8 +167,10 @@ def grade_folder(folder, out, timeout=600, jobs=2, workdir=None, progress=print)
     if not paths:
         raise FileNotFoundError(f"{folder} holds no *.ipynb files")
     workdir = Path(workdir or folder).resolve()
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(_grade_in_subprocess, p.resolve(), timeout, workdir): p for p in paths}
+        futures = {pool.submit(_grade_in_subprocess, p.resolve(), timeout, workdir, threads): p
+                   for p in paths}
         results = {}
         for future in concurrent.futures.as_completed(futures):
             path = futures[future]

@@ -209,22 +209,28 @@ def check_function(student_fn, reference_fn, cases, compare, *, convert=None, fo
 
 def _explain(variants, answered, failed, compare, args, got):
     """The hint of the slip that explains every answer (right ones included), else every wrong
-    answer, else the smallest wrong one. `answered` / `failed`: [(case, converted answer)]."""
-    def same(value, v, case):
-        if v is None:
-            return False
-        return v(value) if callable(v) else compare(value, v, case)
-
+    answer, else the smallest wrong one. `answered` / `failed`: [(case, converted answer)].
+    A variant whose answer is None says nothing about that case."""
     table = {}
     for case, _ in answered + failed + [(args, got)]:
         if id(case) not in table:
             table[id(case)] = variants(*copy.deepcopy(case))
-    hints = [h for h, _ in table[id(args)]]
+    hints = max(table.values(), key=len) and [h for h, _ in max(table.values(), key=len)]
+
+    def verdict(j, case, value):          # True / False, or None when the slip is undefined
+        row = table[id(case)]
+        v = row[j][1] if j < len(row) else None
+        if v is None:
+            return None
+        return v(value) if callable(v) else compare(value, v, case)
+
     for group in (answered, failed):
         for j, text in enumerate(hints):
-            if group and all(same(value, table[id(case)][j][1], case) for case, value in group):
+            seen = [verdict(j, case, value) for case, value in group]
+            seen = [x for x in seen if x is not None]
+            if seen and all(seen):
                 return text
-    return next((h for h, v in table[id(args)] if same(got, v, args)), None)
+    return next((h for j, h in enumerate(hints) if verdict(j, args, got)), None)
 
 
 def close(rtol=1e-5, atol=1e-5):

@@ -3,6 +3,7 @@
     check_anchor_shape(fn)      fn(size, ratio) -> (width, height) of the anchor
     check_anchor_count(fn)      fn(image_size, stride, sizes, ratios) -> (total, inside)
     check_labels(labels)        labels of EX_ANCHORS for EX_BOXES in EX_IMAGE_SIZE, by hand
+    check_label_anchors(fn)     fn(anchors, gt_boxes, pos_iou, neg_iou, valid) -> labels, the four rules
     check_sampled_counts(fn)    fn(num_pos, num_neg) -> (positives, negatives) in the 256 batch
 
 Each compares with the library (``frcnn_edu.anchors``, ``frcnn_edu.matching``) and names the
@@ -20,7 +21,7 @@ from . import harness
 from .result import REFERENCES, Result, exercise, not_filled_in
 
 __all__ = ["EX_ANCHORS", "EX_BOXES", "EX_IMAGE_SIZE", "expected_labels", "check_anchor_shape",
-           "check_anchor_count", "check_labels", "check_sampled_counts"]
+           "check_anchor_count", "check_labels", "check_label_anchors", "check_sampled_counts"]
 
 #: Exercise 3: eight anchors (rows of the IoU matrix) ...
 EX_ANCHORS = torch.tensor([[12.0, 12, 52, 52], [20, 10, 60, 50], [60, 20, 80, 60], [80, 20, 100, 60],
@@ -215,6 +216,106 @@ def check_labels(labels):
                          f"{_label_hint(a, got[a], want[a])}{more}.")
 
 
+# ------------------------------------------------------------- exercise: the labeling rules
+def _labeling_cases():
+    """(anchors, gt_boxes, pos_iou, neg_iou, valid): the by-hand exercise, no boxes, no anchors,
+    a tie, a box whose best anchor has IoU < 0.3 (rule ii has no floor), a box whose best
+    anchor crosses the border, then 24 seeded random scenes on a coarse grid (ties happen)."""
+    g = harness.seeded(33)
+    ex_valid = inside_image(EX_ANCHORS, EX_IMAGE_SIZE)
+    tie = torch.tensor([[0.0, 0, 10, 10], [10, 0, 20, 10], [40, 40, 50, 50]])
+    cases = [
+        (EX_ANCHORS, EX_BOXES, 0.7, 0.3, ex_valid),
+        (EX_ANCHORS, torch.zeros(0, 4), 0.7, 0.3, ex_valid),
+        (torch.zeros(0, 4), EX_BOXES, 0.7, 0.3, torch.zeros(0, dtype=torch.bool)),
+        (tie, torch.tensor([[5.0, 0, 15, 10]]), 0.7, 0.3, torch.ones(3, dtype=torch.bool)),
+        (tie, torch.tensor([[8.0, 8, 12, 12]]), 0.7, 0.3, torch.ones(3, dtype=torch.bool)),
+        (tie, torch.tensor([[0.0, 0, 10, 10]]), 0.7, 0.3, torch.tensor([False, True, True])),
+    ]
+    for i in range(24):
+        anchors = harness.random_boxes(4 + i % 17, g, extent=40, min_size=4, max_size=24,
+                                       integer=True)
+        gt = harness.random_boxes(i % 4, g, extent=40, min_size=4, max_size=24, integer=True)
+        valid = inside_image(anchors, (56, 56)) if i % 3 else torch.ones(len(anchors), dtype=torch.bool)
+        cases.append((anchors, gt, (0.7, 0.5)[i % 2], (0.3, 0.2)[i % 2], valid))
+    return cases
+
+
+def _library_labels(anchors, gt_boxes, pos_iou, neg_iou, valid):
+    return label_anchors(anchors, gt_boxes, pos_iou, neg_iou, valid=valid)[0]
+
+
+def _labels_of(got, args):
+    if isinstance(got, (tuple, list)) and len(got) == 2 and torch.is_tensor(got[0]):
+        got = got[0]                                   # (labels, matched) is fine too
+    try:
+        t = torch.as_tensor(got).reshape(-1).long()
+    except (TypeError, ValueError, RuntimeError):
+        raise harness.Wrong(f"return the labels as a tensor of 1 / 0 / -1, got {type(got).__name__}")
+    if len(t) != len(args[0]):
+        raise harness.Wrong(f"return one label per anchor ({len(args[0])}), got {len(t)}")
+    return t
+
+
+def _labeling_variants(anchors, gt_boxes, pos_iou, neg_iou, valid):
+    """(hint, labels of that slip) for the usual misreadings of sec. 3.1.2."""
+    A, G = len(anchors), len(gt_boxes)
+    if A == 0 or G == 0:
+        return []
+    iou = box_iou(anchors, gt_boxes)
+    iou = torch.where(valid[:, None], iou, torch.full_like(iou, -1.0))
+    row = iou.max(1).values
+    col = iou.max(0).values
+    best = (iou == col) & (col > 0)
+    first = torch.zeros_like(best)
+    first[iou.argmax(0), torch.arange(G)] = True
+    first &= col > 0
+
+    def rules(pos, neg_first=False, strict=False, use_valid=True):
+        lab = torch.full((A,), -1)
+        r = row if use_valid else box_iou(anchors, gt_boxes).max(1).values
+        above = r > pos_iou if strict else r >= pos_iou
+        negative = (r >= 0) & (r < neg_iou)
+        if neg_first:
+            lab[above | pos] = 1
+            lab[negative] = 0
+        else:
+            lab[negative] = 0
+            lab[above | pos] = 1
+        return lab
+
+    none = torch.zeros(A, dtype=torch.bool)
+    return [
+        ("rule (ii): the anchor with the highest IoU for each gt box is positive too, whatever "
+         "its IoU (read the IoU matrix down each column)", rules(none)),
+        ("rule (ii) has no IoU floor: a box's best anchor is positive even below 0.3 (it beats "
+         "the negative rule)", rules(best.any(1), neg_first=True)),
+        ("rule (ii) with ties: EVERY anchor that shares a box's highest IoU is positive, not only "
+         "the first (argmax picks one)", rules(first.any(1))),
+        ("rule (i) is IoU >= pos_iou (an IoU of exactly 0.7 is positive)",
+         rules(best.any(1), strict=True)),
+        ("anchors that cross the border (valid False) are ignored (-1), and cannot be a box's "
+         "best anchor", rules(((box_iou(anchors, gt_boxes) == box_iou(anchors, gt_boxes).max(0).values)
+                               & (box_iou(anchors, gt_boxes).max(0).values > 0)).any(1),
+                              use_valid=False)),
+    ]
+
+
+@exercise("lesson03.label_anchors")
+def check_label_anchors(fn):
+    """fn(anchors [A, 4], gt_boxes [G, 4], pos_iou, neg_iou, valid [A] bool) -> labels [A]
+    (1 / 0 / -1) by the four rules of Faster R-CNN sec. 3.1.2, like `label_anchors`."""
+    cases = _labeling_cases()
+    return harness.check_function(
+        fn, _library_labels, cases, lambda got, want, args: torch.equal(got, want),
+        convert=_labels_of, variants=_labeling_variants, name="my_label_anchors",
+        hint="positive: IoU >= pos_iou with some box, or the best valid anchor(s) of some box "
+             "(IoU > 0); negative: otherwise max IoU < neg_iou; the rest and invalid anchors -1",
+        forbidden=["frcnn_edu.matching.label_anchors"],
+        passed=f"your labels equal label_anchors' on {len(cases)} scenes (ties, no boxes, no "
+               "anchors, rule (ii) below 0.3, border-crossing anchors).")
+
+
 def _library_sample(num_pos, num_neg, batch_size=256, positive_fraction=0.5):
     labels = torch.cat([torch.ones(num_pos, dtype=torch.int64), torch.zeros(num_neg, dtype=torch.int64),
                         torch.full((7,), -1, dtype=torch.int64)])
@@ -258,4 +359,5 @@ def check_sampled_counts(fn):
 
 
 REFERENCES.update({"lesson03.anchor_count": _library_count,
+                   "lesson03.label_anchors": _library_labels,
                    "lesson03.sampled_counts": _library_sample})

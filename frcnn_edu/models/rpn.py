@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import anchors as anchor_ops
-from ..boxes import encode_boxes
+from ..boxes import box_iou, encode_boxes
 from ..losses import rpn_loss
 from ..matching import label_anchors, sample_labels
 from ..proposals import generate_proposals
@@ -71,7 +71,8 @@ class RegionProposalNetwork(nn.Module):
         anchor_fn(base_anchors [k, 4], feature_size (Hf, Wf), stride) -> [A, 4], like
             `anchors.grid_anchors` (ordered [Hf, Wf, k]);
         label_fn(anchors [A, 4], gt_boxes [G, 4], pos_iou, neg_iou, valid [A] bool) ->
-            (labels [A] in {1, 0, -1}, matched gt index [A]), like `matching.label_anchors`;
+            (labels [A] in {1, 0, -1}, matched gt index [A]), like `matching.label_anchors`,
+            or the labels alone (each positive is then regressed to its box of highest IoU);
         proposal_fn(anchors [A, 4], objectness [N, A], deltas [N, A, 4], image_sizes,
             pre_nms_top_n, post_nms_top_n, nms_thresh, min_size) -> (list of [P, 4] boxes,
             list of [P] scores), like `proposals.generate_proposals` (the test-time ablations
@@ -146,10 +147,20 @@ class RegionProposalNetwork(nn.Module):
             order=self.test_order, apply_deltas=self.test_apply_deltas, generator=self.generator)
         return generate_proposals(anchors, objectness, deltas, image_sizes, *settings, **ablations)
 
+    def _labels(self, anchors, gt_boxes, valid):
+        """(labels, matched gt) from `label_fn`; a function that returns the labels alone gets
+        each anchor's box of highest IoU as its match."""
+        out = self.label_fn(anchors, gt_boxes, self.pos_iou, self.neg_iou, valid)
+        if isinstance(out, (tuple, list)):
+            return out
+        matched = box_iou(anchors, gt_boxes).argmax(dim=1) if len(gt_boxes) else \
+            torch.full_like(out, -1)
+        return out, matched
+
     def assign_targets(self, anchors, image_size, gt_boxes):
         """Labels (1 / 0 / -1 after sampling 256) and regression targets for one image."""
         valid = anchor_ops.inside_image(anchors, image_size)
-        labels, matched = self.label_fn(anchors, gt_boxes, self.pos_iou, self.neg_iou, valid)
+        labels, matched = self._labels(anchors, gt_boxes, valid)
         labels = sample_labels(labels, self.batch_size_per_image, self.positive_fraction)
         gt_deltas = torch.zeros_like(anchors)
         positive = labels == 1
