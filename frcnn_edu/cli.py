@@ -1,4 +1,4 @@
-"""Command line: `python -m frcnn_edu {train, evaluate, detect, pretrain}`.
+"""Command line: `python -m frcnn_edu {train, evaluate, detect, pretrain, export, grade}`.
 
     python -m frcnn_edu train --method joint --out runs/joint --minutes 5
     python -m frcnn_edu train --method joint --out runs/paper --paper   # the paper's settings
@@ -10,6 +10,7 @@
     python -m frcnn_edu pretrain --stride 8 --out frcnn_edu/assets/tiny_vgg_shapes_s8.pt
     python -m frcnn_edu export --to voc:data/shapes_voc          # the shapes as a VOC folder
     python -m frcnn_edu train --data voc:data/VOC2007 --backbone vgg16 --out runs/voc
+    python -m frcnn_edu grade submissions/ --out grades.csv        # see frcnn_edu/checks/grade.py
 
 `--data` names the data (shapes, voc:ROOT[:SPLIT], coco:ANNOTATIONS.json:IMAGES_DIR or
 pennfudan:ROOT; see frcnn_edu.data.spec): its folder is checked before training, and its class
@@ -389,6 +390,20 @@ def cmd_export(args):
         print(f"{split}: --data {spec}")
 
 
+def cmd_grade(args):
+    from .checks.grade import GraderMissing, grade_folder
+    try:
+        rows = grade_folder(args.submissions, args.out, timeout=args.timeout, jobs=args.jobs,
+                            workdir=args.workdir)
+    except GraderMissing as e:
+        raise UsageError(str(e)) from None
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    full = sum(1 for r in rows if r["total"] and all(
+        v == "pass" for k, v in r.items() if "." in k))
+    print(f"{len(rows)} submissions graded into {args.out} ({full} with every exercise passed)")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m frcnn_edu", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -472,6 +487,18 @@ def build_parser():
     x.add_argument("--train-images", type=_positive(int), default=1000)
     x.add_argument("--test-images", type=_positive(int), default=200)
     x.set_defaults(func=cmd_export)
+    g = sub.add_parser("grade", help="run a class's submitted notebooks and tabulate the "
+                                     "exercises (needs the [instructor] extra)")
+    g.add_argument("submissions", help="folder of submitted .ipynb files (one per student)")
+    g.add_argument("--out", required=True, help="CSV to write: one row per submission")
+    g.add_argument("--timeout", type=_positive(int), default=600,
+                   help="seconds each notebook may run in all (default 600)")
+    g.add_argument("--jobs", type=_positive(int), default=2,
+                   help="notebooks run at the same time (default 2)")
+    g.add_argument("--workdir", default=None,
+                   help="folder the notebooks run in (default: the submissions folder; lesson 06 "
+                        "needs the repository's notebooks/ folder)")
+    g.set_defaults(func=cmd_grade)
     return p
 
 

@@ -29,7 +29,7 @@ def test_check_xywh_to_xyxy_wrong():
     assert not res and "no -1" in res.message
     res = L.check_xywh_to_xyxy(lambda r: torch.cat([r[:, :2] - r[:, 2:] / 2, r[:, :2] + r[:, 2:] / 2], 1))
     assert not res and "top-left" in res.message
-    res = L.check_xywh_to_xyxy(lambda r: r[:2])
+    res = L.check_xywh_to_xyxy(lambda r: r[:, :2])
     assert not res and "shape" in res.message
 
 
@@ -69,6 +69,18 @@ def test_check_context_box_wrong():
     assert not res and "4 numbers" in res.message
 
 
+def test_reference_context_box_is_what_warp_regions_crops():
+    """The checker's reference box, warped without context, gives warp_regions' crop with it."""
+    from frcnn_edu.models.rcnn import warp_regions
+    from frcnn_edu.roi_ops import roi_align
+    image = torch.rand(3, 160, 240, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for box, size, context in L._context_cases():
+        want = warp_regions(image, torch.tensor([box], dtype=torch.float64), size, context)
+        mine = roi_align(image[None], [L._library_context_box(box, size, context)[None]], size,
+                         1.0, sampling_ratio=1, aligned=True)
+        assert torch.allclose(mine, want, atol=1e-6)
+
+
 def test_check_context_box_stub():
     res = L.check_context_box(_stub)
     assert not res and "NotImplementedError" in res.message
@@ -88,7 +100,8 @@ def _targets(p, g, corner=False):
 
 def test_check_regression_targets_right():
     assert L.check_regression_targets(_targets)
-    assert L.check_regression_targets(encode_boxes)
+    res = L.check_regression_targets(encode_boxes)          # the function it replaces
+    assert not res and "calls frcnn_edu.boxes.encode_boxes" in res.message
 
 
 def test_check_regression_targets_wrong():
@@ -118,7 +131,12 @@ def test_expected_hard_negatives_follow_fit_svms():
 def test_check_hard_negatives_right():
     assert L.check_hard_negatives(lambda s, u: torch.nonzero((u < 0.3) & (s > -1)).squeeze(1))
     assert L.check_hard_negatives(lambda s, u: (u < 0.3) & (s > -1))              # a mask
-    assert L.check_hard_negatives(lambda s, u: [9, 4, 2, 1])                       # any order
+    assert L.check_hard_negatives(lambda s, u: torch.nonzero((u < 0.3) & (s > -1)).flip(0))  # any order
+
+
+def test_check_hard_negatives_refuses_the_exercise_answer_typed_in():
+    res = L.check_hard_negatives(lambda s, u: [9, 4, 2, 1])     # right on the exercise only
+    assert not res and "cases fail" in res.message
 
 
 def test_check_hard_negatives_wrong():
@@ -134,7 +152,7 @@ def test_check_hard_negatives_wrong():
     assert not res and "ON the margin" in res.message
     res = L.check_hard_negatives(lambda s, u: s[(u < 0.3) & (s > -1)])
     assert not res and "INDICES" in res.message
-    res = L.check_hard_negatives(lambda s, u: (u < 0.3)[:5])
+    res = L.check_hard_negatives(lambda s, u: (u < 0.3)[:1])
     assert not res and "mask" in res.message
 
 

@@ -120,8 +120,10 @@ def test_check_minibatch():
     assert not res and "cannot give more background" in res.message
     res = L.check_minibatch(25, 90)
     assert not res and "min(background" in res.message
-    res = L.check_minibatch("a", None)
+    res = L.check_minibatch("a", 3)
     assert not res and "whole numbers" in res.message
+    res = L.check_minibatch(None, None)               # the student copy's stub
+    assert not res and res.status == "todo" and "not filled in" in res.message
 
 
 # ------------------------------------------------------------------ exercise 4: SVD params

@@ -2,10 +2,13 @@
 a stub (NotImplementedError) is reported, never raised."""
 import math
 
+import pytest
+
 import torch
 
 from frcnn_edu import checks
 from frcnn_edu.anchors import grid_anchors, inside_image, make_base_anchors
+from frcnn_edu.boxes import box_iou
 from frcnn_edu.checks import lesson03 as L
 from frcnn_edu.matching import label_anchors
 
@@ -28,7 +31,8 @@ def test_check_anchor_shape_right():
         x1, y1, x2, y2 = make_base_anchors((s,), (r,))[0].tolist()
         return x2 - x1, y2 - y1
 
-    assert L.check_anchor_shape(from_library)
+    res = L.check_anchor_shape(from_library)            # the function it replaces: refused
+    assert not res and "calls frcnn_edu.anchors.make_base_anchors" in res.message
 
 
 def test_check_anchor_shape_wrong():
@@ -75,9 +79,10 @@ def test_check_anchor_count_wrong():
     assert not res and "TIMES" in res.message
     res = L.check_anchor_count(lambda *a: _count(*a, outside=True))
     assert not res and "cross the border" in res.message
-    res = L.check_anchor_count(lambda im, s, sz, r: ((im[0] // s) * (im[1] // s), 0))
-    assert not res and "k = 9" in res.message
-    res = L.check_anchor_count(lambda *a: (_count(*a)[0], 0))
+    res = L.check_anchor_count(lambda im, s, sz, r: ((im[0] // s) * (im[1] // s),
+                                                     _count(im, s, sz, r)[1]))
+    assert not res and "total = H_f * W_f * k" in res.message
+    res = L.check_anchor_count(lambda *a: (_count(*a)[0], -1))
     assert not res and "inside_image is True" in res.message
 
 
@@ -173,3 +178,41 @@ def test_check_sampled_counts_stub_and_bad_return():
 def test_result_repr():
     assert repr(L.check_sampled_counts(_sampled)).startswith("Correct: ")
     assert repr(L.check_labels(_stub)).startswith("Not yet: ")
+
+
+# ------------------------------------------------------------ exercise: the labeling rules
+def _my_labels(anchors, gt_boxes, pos_iou, neg_iou, valid, slip=None):
+    labels = torch.full((len(anchors),), -1)
+    if len(gt_boxes) == 0 or len(anchors) == 0:
+        labels[valid] = 0
+        return labels
+    iou = box_iou(anchors, gt_boxes)
+    if slip != "no_valid":
+        iou[~valid] = -1.0
+    best_iou = iou.max(dim=1).values
+    col = iou.max(dim=0).values
+    best = ((iou == col) & (col > 0)).any(dim=1)
+    if slip == "first_only":
+        best = torch.zeros(len(anchors), dtype=torch.bool)
+        best[iou.argmax(dim=0)[col > 0]] = True
+    if slip == "no_rule_ii":
+        best[:] = False
+    labels[(best_iou >= 0) & (best_iou < neg_iou)] = 0
+    labels[(best_iou > pos_iou if slip == "strict" else best_iou >= pos_iou) | best] = 1
+    if slip == "floor":
+        labels[(best_iou >= 0) & (best_iou < neg_iou)] = 0
+    return labels
+
+
+def test_check_label_anchors_right():
+    assert L.check_label_anchors(_my_labels)
+    res = L.check_label_anchors(lambda a, g, p, n, v: label_anchors(a, g, p, n, v))
+    assert not res and "calls frcnn_edu.matching.label_anchors" in res.message
+
+
+@pytest.mark.parametrize("slip, hint", [
+    ("no_rule_ii", "down each column"), ("floor", "no IoU floor"), ("first_only", "ties"),
+    ("no_valid", "cross the border")])
+def test_check_label_anchors_rejects_each_misreading(slip, hint):
+    res = L.check_label_anchors(lambda *a: _my_labels(*a, slip=slip))
+    assert not res and hint in res.message and "cases fail" in res.message, res.message

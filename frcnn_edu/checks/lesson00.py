@@ -13,7 +13,8 @@ import torch
 from frcnn_edu.boxes import box_iou, nms
 from frcnn_edu.evaluation import average_precision
 
-from .result import Result, run_safely
+from . import harness
+from .result import Result, exercise, not_filled_in
 
 __all__ = ["RANKING", "NUM_GT", "CUTOFF", "NMS_BOXES", "NMS_SCORES", "check_iou",
            "check_precision_recall", "check_ap", "check_nms", "precision_recall_curve"]
@@ -80,30 +81,50 @@ def _plus_one_iou(a, b):
     return float(box_iou(a1[None], b1[None])[0, 0])
 
 
+def _iou_cases():
+    """(box_a, box_b) pairs: the hand-made edge cases, then 30 seeded random pairs on a coarse
+    integer grid (so touching, nested, identical and disjoint pairs come up too)."""
+    g = harness.seeded(0)
+    cases = list(_IOU_CASES) + [((0.0, 0.0, 10.0, 10.0), (0.0, 10.0, 10.0, 20.0)),   # edge only
+                                ((0.0, 0.0, 10.0, 10.0), (10.0, 10.0, 20.0, 20.0))]  # corner only
+    for _ in range(30):
+        a, b = harness.random_boxes(2, g, extent=30, max_size=30, integer=True).tolist()
+        cases.append((tuple(a), tuple(b)))
+    return cases
+
+
+def _library_iou(box_a, box_b):
+    a, b = torch.tensor([box_a], dtype=torch.float64), torch.tensor([box_b], dtype=torch.float64)
+    return float(box_iou(a, b)[0, 0])
+
+
+def _as_number(got, args):
+    try:
+        return float(got)
+    except (TypeError, ValueError, RuntimeError):
+        raise harness.Wrong(f"iou should return a number, got {type(got).__name__}")
+
+
+@exercise("lesson00.iou")
 def check_iou(fn):
     """fn(box_a, box_b) -> IoU as a number, for boxes given as 4 floats (x1, y1, x2, y2)."""
-    for box_a, box_b in _IOU_CASES:
-        got, err = run_safely(fn, box_a, box_b)
-        if err is not None:
-            return err
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            return Result(False, f"iou{box_a, box_b} should return a number, got "
-                                 f"{type(got).__name__}")
-        a, b = torch.tensor(box_a, dtype=torch.float64), torch.tensor(box_b, dtype=torch.float64)
-        expected = float(box_iou(a[None], b[None])[0, 0])
-        if abs(got - expected) > 1e-4:
-            return Result(False, f"iou({box_a}, {box_b}) gave {got:.4f}, expected {expected:.4f}: "
-                                 f"{_iou_hint(a, b, got)}.")
-    return Result(True, f"your IoU matches frcnn_edu.boxes.box_iou on {len(_IOU_CASES)} pairs "
-                        "(overlapping, nested, disjoint, touching, identical).")
+    cases = _iou_cases()
+    return harness.check_function(
+        fn, _library_iou, cases, harness.close(atol=1e-4, rtol=1e-4), convert=_as_number,
+        forbidden=["frcnn_edu.boxes.box_iou", "torchvision.ops.box_iou"], name="iou",
+        hint=lambda args, got, want: _iou_hint(*(torch.tensor(b, dtype=torch.float64)
+                                                 for b in args), got),
+        passed=f"your IoU matches frcnn_edu.boxes.box_iou on {len(cases)} pairs (overlapping, "
+               "nested, disjoint, touching, identical, random).")
 
 
+@exercise("lesson00.precision_recall")
 def check_precision_recall(precision, recall):
     """Precision and recall after the top CUTOFF detections of RANKING (NUM_GT gt boxes)."""
     rec, prec = precision_recall_curve()
     p, r = float(prec[CUTOFF - 1]), float(rec[CUTOFF - 1])
+    if precision is None or recall is None:
+        return not_filled_in()
     try:
         precision, recall = float(precision), float(recall)
     except (TypeError, ValueError):
@@ -125,10 +146,13 @@ def check_precision_recall(precision, recall):
                          f"{NUM_GT}.")
 
 
+@exercise("lesson00.ap")
 def check_ap(ap_11point, ap_area):
     """AP of RANKING with NUM_GT gt boxes: VOC 2007 11-point and VOC 2010+ area versions."""
     rec, prec = precision_recall_curve()
     e11, earea = average_precision(rec, prec, "11point"), average_precision(rec, prec, "area")
+    if ap_11point is None or ap_area is None:
+        return not_filled_in()
     try:
         a11, aarea = float(ap_11point), float(ap_area)
     except (TypeError, ValueError):
@@ -152,11 +176,13 @@ def check_ap(ap_11point, ap_area):
 
 
 def _nms_cases():
-    """(boxes, scores, threshold) cases: the lesson's example, a tie at the threshold, chains,
-    unsorted scores and random clusters (fresh tensors: a student's function may modify them)."""
+    """(boxes, scores, threshold) cases: no boxes, one box, the lesson's example, a tie at the
+    threshold, chains, unsorted scores and seeded random clusters."""
     g = torch.Generator().manual_seed(0)
     chain = torch.tensor([[0.0, 0, 10, 10], [3, 0, 13, 10], [6, 0, 16, 10], [9, 0, 19, 10]])
     cases = [
+        (torch.zeros(0, 4), torch.zeros(0), 0.5),                      # no boxes: keep none
+        (torch.tensor([[5.0, 5, 20, 30]]), torch.tensor([0.3]), 0.5),  # one box: keep it
         (NMS_BOXES, NMS_SCORES, 0.5),                                  # the lesson's example
         (torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 5], [20, 20, 30, 30]]),
          torch.tensor([0.9, 0.8, 0.7]), 0.5),                        # IoU exactly 0.5: kept
@@ -167,6 +193,10 @@ def _nms_cases():
         xy = torch.rand(n, 2, generator=g) * spread
         wh = 15 + torch.rand(n, 2, generator=g) * 30
         cases.append((torch.cat([xy, xy + wh], 1), torch.rand(n, generator=g), thr))
+    for i in range(20):                                                # small random clusters
+        n, thr = 2 + i % 9, (0.3, 0.5, 0.7)[i % 3]
+        cases.append((harness.random_boxes(n, g, extent=30, min_size=8, max_size=30),
+                      torch.rand(n, generator=g), thr))
     return cases
 
 
@@ -195,25 +225,28 @@ def _variants(boxes, scores, thr):
     }
 
 
+def _as_index_set(got, args):
+    try:
+        return {int(i) for i in torch.as_tensor(got).reshape(-1).tolist()}
+    except (TypeError, ValueError, RuntimeError):
+        raise harness.Wrong(f"return the kept indices as a list or tensor, got {type(got).__name__}")
+
+
+def _nms_hint(args, got, want):
+    boxes, scores, thr = args
+    return next((h for h, v in _variants(boxes, scores, thr).items() if v == got),
+                "visit boxes best score first; keep a box unless a kept box overlaps it with "
+                "IoU > threshold")
+
+
+@exercise("lesson00.nms")
 def check_nms(fn):
     """fn(boxes [N, 4], scores [N], iou_threshold) -> indices of the kept boxes (any order)."""
     cases = _nms_cases()
-    for boxes, scores, thr in cases:
-        got, err = run_safely(fn, boxes.clone(), scores.clone(), thr)
-        if err is not None:
-            return err
-        try:
-            got_set = {int(i) for i in torch.as_tensor(got).reshape(-1).tolist()}
-        except (TypeError, ValueError, RuntimeError):
-            return Result(False, "return the kept indices as a list or tensor, got "
-                                 f"{type(got).__name__}")
-        expected = set(nms(boxes, scores, thr).tolist())
-        if got_set != expected:
-            hint = next((h for h, v in _variants(boxes, scores, thr).items() if v == got_set),
-                        "visit boxes best score first; keep a box unless a kept box overlaps it "
-                        "with IoU > threshold")
-            return Result(False, f"on {len(boxes)} boxes at IoU threshold {thr} you kept "
-                                 f"{sorted(got_set)}, frcnn_edu.boxes.nms keeps "
-                                 f"{sorted(expected)}: {hint}.")
-    return Result(True, f"your NMS keeps the same boxes as frcnn_edu.boxes.nms on {len(cases)} "
-                        "cases (ties at the threshold, chains, unsorted scores, random clusters).")
+    return harness.check_function(
+        fn, lambda b, s, t: set(nms(b, s, t).tolist()), cases, lambda got, want, args: got == want,
+        convert=_as_index_set, hint=_nms_hint, name="nms",
+        forbidden=["frcnn_edu.boxes.nms", "frcnn_edu.boxes.batched_nms", "torchvision.ops.nms",
+                   "torchvision.ops.batched_nms"],
+        passed=f"your NMS keeps the same boxes as frcnn_edu.boxes.nms on {len(cases)} cases (no "
+               "boxes, ties at the threshold, chains, unsorted scores, random clusters).")

@@ -15,11 +15,10 @@ import inspect
 import torch
 
 from frcnn_edu.boxes import encode_boxes
-from frcnn_edu.models.rcnn import warp_regions
-from frcnn_edu.roi_ops import roi_align
 from frcnn_edu.training.rcnn_fit import fit_svms
 
-from .result import Result, run_safely
+from . import harness
+from .result import REFERENCES, Result, exercise
 
 __all__ = ["EX_RECTS", "EX_PROPOSALS", "EX_GT_BOXES", "EX_SCORES", "EX_IOUS", "NEG_IOU", "MARGIN",
            "expected_hard_negatives", "check_xywh_to_xyxy", "check_context_box",
@@ -61,32 +60,45 @@ def _close(a, b, atol=1e-4):
 
 
 # ----------------------------------------------------------------------------- exercise 1
+def _rect_cases():
+    """(rects,) cases: the exercise's, no rectangles, one, then 22 seeded random sets."""
+    g = harness.seeded(1)
+    cases = [(EX_RECTS,), (torch.zeros(0, 4),), (torch.tensor([[3.0, 4, 1, 1]]),)]
+    for i in range(22):
+        r = harness.random_boxes(1 + i % 6, g, extent=200, max_size=80, integer=True)
+        cases.append((torch.cat([r[:, :2], r[:, 2:] - r[:, :2]], 1),))
+    return cases
+
+
+def _xyxy(rects):
+    r = rects.double()
+    return torch.cat([r[:, :2], r[:, :2] + r[:, 2:]], 1)    # what selective_search does
+
+
+def _xyxy_hint(args, got, want):
+    r = args[0].double()
+    if _close(got, r):
+        return "the rectangles came back unchanged: x2 = x + w and y2 = y + h"
+    if _close(got, want - torch.tensor([0, 0, 1, 1.0])):
+        return ("no -1: in this course a box covers [x1, x2) and its width is x2 - x1, so "
+                "x2 = x + w")
+    if _close(got, torch.cat([r[:, :2], r[:, :2] + r[:, 2:].flip(1)], 1)):
+        return "w goes with x and h with y: x2 = x + w, y2 = y + h"
+    if _close(got, torch.cat([r[:, :2] - r[:, 2:] / 2, r[:, :2] + r[:, 2:] / 2], 1)):
+        return "OpenCV's (x, y) is the top-left corner, not the centre"
+    return "keep (x, y) as the top-left corner and add the width and height to get (x2, y2)"
+
+
+@exercise("lesson01.xywh_to_xyxy")
 def check_xywh_to_xyxy(fn):
     """fn(rects) -> boxes: OpenCV's (x, y, w, h) rectangles [N, 4] to (x1, y1, x2, y2)."""
-    got, err = run_safely(fn, EX_RECTS.clone())
-    if err is not None:
-        return err
-    got, err = _as_tensor(got, "the result", EX_RECTS.shape)
-    if err is not None:
-        return err
-    r = EX_RECTS.double()
-    want = torch.cat([r[:, :2], r[:, :2] + r[:, 2:]], 1)   # what selective_search does
-    if _close(got, want):
-        return Result(True, "(x1, y1, x2, y2) = (x, y, x + w, y + h), as selective_search converts "
-                            "OpenCV's rectangles.")
-    if _close(got, r):
-        hint = "the rectangles came back unchanged: x2 = x + w and y2 = y + h"
-    elif _close(got, want - torch.tensor([0, 0, 1, 1.0])):
-        hint = ("no -1: in this course a box covers [x1, x2) and its width is x2 - x1, so "
-                "x2 = x + w")
-    elif _close(got, torch.cat([r[:, :2], r[:, :2] + r[:, 2:].flip(1)], 1)):
-        hint = "w goes with x and h with y: x2 = x + w, y2 = y + h"
-    elif _close(got, torch.cat([r[:, :2] - r[:, 2:] / 2, r[:, :2] + r[:, 2:] / 2], 1)):
-        hint = "OpenCV's (x, y) is the top-left corner, not the centre"
-    else:
-        hint = "keep (x, y) as the top-left corner and add the width and height to get (x2, y2)"
-    return Result(False, f"for the rectangle {EX_RECTS[0].tolist()} you gave "
-                         f"{[round(v, 2) for v in got[0].tolist()]}, expected {want[0].tolist()}: {hint}.")
+    cases = _rect_cases()
+    return harness.check_function(
+        fn, _xyxy, cases, lambda got, want, args: _close(got, want),
+        convert=harness.as_float_tensor(lambda args: args[0].shape, "the result"),
+        hint=_xyxy_hint, name="xywh_to_xyxy",
+        passed=f"(x1, y1, x2, y2) = (x, y, x + w, y + h) on {len(cases)} cases, as "
+               "selective_search converts OpenCV's rectangles.")
 
 
 # ----------------------------------------------------------------------------- exercise 2
@@ -114,41 +126,44 @@ def _context_alternatives(box, size, context):
     )
 
 
-def _noise_image(seed=0, size=(3, 160, 240)):
-    return torch.rand(size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+def _context_cases():
+    """(box, size, context) cases: the hand-made ones, a thin box, then 20 seeded random boxes."""
+    g = harness.seeded(2)
+    cases = list(_CONTEXT_CASES) + [((10.0, 10.0, 10.5, 90.0), 112, 16)]
+    for i in range(20):
+        box = tuple(round(v, 2) for v in harness.random_boxes(1, g, extent=150, max_size=90)[0].tolist())
+        cases.append((box, (112, 227, 64)[i % 3], (16, 8, 0)[i % 3]))
+    return cases
 
 
+def _library_context_box(box, size, context):
+    """The box that ``warp_regions(image, box, size, context)`` really crops (its pad)."""
+    b = torch.tensor([box], dtype=torch.float64)
+    pad = context * (b[:, 2:] - b[:, :2]) / (size - 2 * context)
+    return torch.cat([b[:, :2] - pad, b[:, 2:] + pad], 1)[0]
+
+
+def _context_hint(args, got, want):
+    for alt, alt_hint in _context_alternatives(*args):
+        if _close(got.reshape(-1), torch.tensor(alt, dtype=torch.float64)):
+            return alt_hint
+    return "pad = context * (box width or height) / (size - 2 * context) on every side"
+
+
+@exercise("lesson01.context_box")
 def check_context_box(fn):
     """fn(box, size, context) -> the enlarged box (4 numbers) that warp_regions really crops.
 
-    Checked through the library: warping the student's box without context must give the same
-    pixels as ``warp_regions(image, box, size, context)``.
+    The reference is warp_regions' own padding; tests/test_checks_lesson01.py checks that
+    warping the reference box without context gives warp_regions' crop pixel for pixel.
     """
-    image = _noise_image()
-    for box, size, context in _CONTEXT_CASES:
-        got, err = run_safely(fn, box, size, context)
-        if err is not None:
-            return err
-        got, err = _as_tensor(got, f"context_box({box}, {size}, {context})")
-        if err is not None:
-            return err
-        if got.numel() != 4:
-            return Result(False, f"return the box as 4 numbers (x1, y1, x2, y2), got {got.numel()}")
-        b = torch.tensor([box], dtype=torch.float64)
-        want = warp_regions(image, b, size, context)
-        mine = roi_align(image[None], [got.reshape(1, 4)], size, 1.0, sampling_ratio=1, aligned=True)
-        if _close(mine, want, atol=1e-4):
-            continue
-        where = (f"for box {box}, size {size}, context {context} you gave "
-                 f"{[round(v, 2) for v in got.reshape(-1).tolist()]}")
-        hint = "pad = context * (box width or height) / (size - 2 * context) on every side"
-        for alt, alt_hint in _context_alternatives(box, size, context):
-            if _close(got.reshape(-1), torch.tensor(alt, dtype=torch.float64)):
-                hint = alt_hint
-                break
-        return Result(False, f"{where}, but warping it does not give warp_regions' crop: {hint}.")
-    return Result(True, f"warping your boxes without context gives exactly warp_regions' crops "
-                        f"with context, on {len(_CONTEXT_CASES)} boxes (sizes 112 and 227).")
+    cases = _context_cases()
+    return harness.check_function(
+        fn, _library_context_box, cases, lambda got, want, args: _close(got, want),
+        convert=harness.as_float_tensor(lambda args: (4,), "the box, 4 numbers (x1, y1, x2, y2),"),
+        hint=_context_hint, name="context_box",
+        passed=f"your boxes are the ones warp_regions crops, on {len(cases)} boxes (crop sizes "
+               "64, 112 and 227, context 0, 8 and 16).")
 
 
 # ---------------------------------------------------------- exercise 4 (regression targets)
@@ -179,35 +194,45 @@ def _targets_alternatives(p, g):
     )
 
 
-def check_regression_targets(fn):
-    """fn(proposals [N, 4], gt_boxes [N, 4]) -> targets [N, 4] (tx, ty, tw, th), R-CNN app. C."""
-    got, err = run_safely(fn, EX_PROPOSALS.clone(), EX_GT_BOXES.clone())
-    if err is not None:
-        return err
-    got, err = _as_tensor(got, "the targets", EX_PROPOSALS.shape)
-    if err is not None:
-        return err
-    p, g = EX_PROPOSALS.double(), EX_GT_BOXES.double()
-    want = encode_boxes(p, g)
-    if _close(got, want):
-        return Result(True, "your (tx, ty, tw, th) equal encode_boxes(proposals, gt_boxes): centre "
-                            "shift in proposal widths/heights, log of the size ratio.")
+def _targets_cases():
+    """(proposals, gt_boxes) cases: the exercise's, none, a box on itself, 22 random sets."""
+    g = harness.seeded(4)
+    cases = [(EX_PROPOSALS, EX_GT_BOXES), (torch.zeros(0, 4), torch.zeros(0, 4)),
+             (EX_PROPOSALS[:1], EX_PROPOSALS[:1].clone())]
+    for i in range(22):
+        p = harness.random_boxes(1 + i % 5, g, extent=120, min_size=4, max_size=60)
+        jitter = (torch.rand(len(p), 4, generator=g) - 0.5) * 16
+        cases.append((p, torch.cat([p[:, :2] + jitter[:, :2],
+                                    p[:, 2:] + jitter[:, 2:].clamp_min(-1) + 2], 1)))
+    return cases
+
+
+def _targets_hint(args, got, want):
     if torch.isnan(got).any():
-        return Result(False, "your targets contain NaN: the log needs positive widths and heights "
-                             "(w = x2 - x1 of each box)")
-    hint = ("tx = (x_gt - x_p) / w_p and ty = (y_gt - y_p) / h_p with (x, y) the box centres, "
-            "tw = log(w_gt / w_p), th = log(h_gt / h_p)")
+        return ("your targets contain NaN: the log needs positive widths and heights "
+                "(w = x2 - x1 of each box)")
+    p, g = (a.double() for a in args)
     for alt, alt_hint in _targets_alternatives(p, g):
         if _close(got, alt):
-            hint = alt_hint
-            break
-    else:
-        cols = [name for j, name in enumerate(("tx", "ty", "tw", "th"))
-                if not torch.allclose(got[:, j], want[:, j], atol=1e-4)]
-        hint = f"{', '.join(cols)} differ. {hint}"
-    return Result(False, f"for the proposal {EX_PROPOSALS[0].tolist()} and the box "
-                         f"{EX_GT_BOXES[0].tolist()} you gave {[round(v, 4) for v in got[0].tolist()]}, "
-                         f"encode_boxes gives {[round(v, 4) for v in want[0].tolist()]}: {hint}.")
+            return alt_hint
+    cols = [name for j, name in enumerate(("tx", "ty", "tw", "th"))
+            if not torch.allclose(got[:, j], want[:, j], atol=1e-4)]
+    return (f"{', '.join(cols)} differ. tx = (x_gt - x_p) / w_p and ty = (y_gt - y_p) / h_p "
+            "with (x, y) the box centres, tw = log(w_gt / w_p), th = log(h_gt / h_p)")
+
+
+@exercise("lesson01.regression_targets")
+def check_regression_targets(fn):
+    """fn(proposals [N, 4], gt_boxes [N, 4]) -> targets [N, 4] (tx, ty, tw, th), R-CNN app. C."""
+    cases = _targets_cases()
+    return harness.check_function(
+        fn, lambda p, g: encode_boxes(p.double(), g.double()), cases,
+        lambda got, want, args: _close(got, want),
+        convert=harness.as_float_tensor(lambda args: args[0].shape, "the targets"),
+        hint=_targets_hint, name="regression_targets",
+        forbidden=["frcnn_edu.boxes.encode_boxes"],
+        passed=f"your (tx, ty, tw, th) equal encode_boxes(proposals, gt_boxes) on {len(cases)} "
+               "cases: centre shift in proposal widths/heights, log of the size ratio.")
 
 
 # -------------------------------------------------------------- exercise 3 (hard negatives)
@@ -228,37 +253,61 @@ def _as_index_set(value, n):
     return set(int(i) for i in t.reshape(-1).tolist()), None
 
 
-def check_hard_negatives(fn):
-    """fn(scores [M], ious [M]) -> indices (any order) or a bool mask of the hard negatives."""
+def _negatives_cases():
+    """(scores, ious) cases: the exercise's, no regions, then 22 seeded random sets whose values
+    lie on a grid, so that scores of exactly -1 and IoUs of exactly 0.3 come up."""
+    g = harness.seeded(3)
+    cases = [(EX_SCORES, EX_IOUS), (torch.zeros(0), torch.zeros(0)),
+             (torch.tensor([-1.0, -0.5]), torch.tensor([0.3, 0.0]))]
+    for i in range(22):
+        m = 3 + i % 10
+        scores = torch.randint(-12, 8, (m,), generator=g) / 4      # -3 .. 1.75, -1 included
+        ious = torch.randint(0, 10, (m,), generator=g) / 10        # 0 .. 0.9, 0.3 included
+        cases.append((scores, ious))
+    return cases
+
+
+def _negatives_set(got, args):
     try:
-        got, err = run_safely(fn, EX_SCORES.clone(), EX_IOUS.clone())
-        if err is None:
-            got, err = _as_index_set(got, len(EX_SCORES))
+        got, err = _as_index_set(got, len(args[0]))
     except (TypeError, ValueError, RuntimeError):
-        err = Result(False, f"return a list or tensor of indices (or a boolean mask), got {got!r}")
+        raise harness.Wrong(f"return a list or tensor of indices (or a boolean mask), got {got!r}")
     if err is not None:
-        return err
-    want = set(expected_hard_negatives().tolist())
-    if got == want:
-        return Result(True, f"regions {sorted(want)} are negatives (IoU < {NEG_IOU}) that the SVM "
-                            f"scores above {MARGIN:g}, inside the margin: the next round trains on them.")
-    s, u = EX_SCORES, EX_IOUS
+        raise harness.Wrong(err.message)
+    return got
+
+
+def _negatives_variants(s, u):
+    pick = lambda mask: set(torch.nonzero(mask).reshape(-1).tolist())  # noqa: E731
     rules = {
         "only negatives (IoU < 0.3 with every box of the class) can be hard negatives; regions "
-        "from 0.3 up are ignored, whatever their score": set(torch.nonzero(s > MARGIN).squeeze(1).tolist()),
+        "from 0.3 up are ignored, whatever their score": pick(s > MARGIN),
         "a negative is inside the margin when its score is above -1, not only above 0 (those are "
         "the misclassified ones; the hinge loss also counts -1 < score < 0)":
-            set(torch.nonzero((u < NEG_IOU) & (s > 0)).squeeze(1).tolist()),
+            pick((u < NEG_IOU) & (s > 0)),
         "hard means a HIGH score (the SVM wrongly leans to 'object'): score > -1, not below":
-            set(torch.nonzero((u < NEG_IOU) & (s < MARGIN)).squeeze(1).tolist()),
+            pick((u < NEG_IOU) & (s < MARGIN)),
         "the negative rule is IoU < 0.3 (strictly): a region at exactly 0.3 is not a negative":
-            set(torch.nonzero((u <= NEG_IOU) & (s > MARGIN)).squeeze(1).tolist()),
+            pick((u <= NEG_IOU) & (s > MARGIN)),
         "a score of exactly -1 lies ON the margin (hinge loss 0): take score > -1 strictly":
-            set(torch.nonzero((u < NEG_IOU) & (s >= MARGIN)).squeeze(1).tolist()),
+            pick((u < NEG_IOU) & (s >= MARGIN)),
     }
-    hint = next((h for h, idx in rules.items() if got == idx),
-                f"keep the regions with IoU < {NEG_IOU} and score > {MARGIN:g}")
-    missing, extra = sorted(want - got), sorted(got - want)
-    detail = "; ".join(part for part in (f"missing {missing}" if missing else "",
-                                         f"not hard negatives: {extra}" if extra else "") if part)
-    return Result(False, f"{detail}: {hint}.")
+    return list(rules.items())
+
+
+@exercise("lesson01.hard_negatives")
+def check_hard_negatives(fn):
+    """fn(scores [M], ious [M]) -> indices (any order) or a bool mask of the hard negatives."""
+    cases = _negatives_cases()
+    want = sorted(expected_hard_negatives().tolist())
+    return harness.check_function(
+        fn, lambda s, u: set(expected_hard_negatives(s, u).tolist()), cases,
+        lambda got, want, args: got == want, convert=_negatives_set, variants=_negatives_variants,
+        hint=f"keep the regions with IoU < {NEG_IOU} and score > {MARGIN:g}",
+        name="hard_negatives",
+        passed=f"on the exercise, regions {want} are negatives (IoU < {NEG_IOU}) that the SVM "
+               f"scores above {MARGIN:g}, inside the margin: the next round trains on them "
+               f"({len(cases)} cases checked, ties at -1 and 0.3 included).")
+
+
+REFERENCES.update({"lesson01.hard_negatives": expected_hard_negatives})

@@ -18,7 +18,8 @@ from frcnn_edu.matching import sample_proposals
 from frcnn_edu.models import RoIHead
 from frcnn_edu.roi_ops import pool_bins, roi_pool
 
-from .result import Result, run_safely
+from . import harness
+from .result import REFERENCES, Result, exercise, not_filled_in
 
 __all__ = ["FEATURE", "STRIDE", "DEMO_ROI", "EX_ROI", "EX_OUTPUT_SIZE", "MINIBATCH_IMAGES",
            "ROIS_PER_IMAGE", "FG_FRACTION", "expected_roi_pool", "expected_minibatch",
@@ -122,26 +123,40 @@ _BIN_HINTS = (
 )
 
 
+def _bin_cases():
+    """(x1, x2, pooled, stride): the hand-made cases, a one-cell RoI, then 22 seeded random
+    ones whose x / stride often ends in .5 (where the rounding rule matters)."""
+    g = harness.seeded(20)
+    cases = list(_BIN_CASES) + [(40.0, 40.0, 2, 16)]
+    for i in range(22):
+        stride = (1, 4, 8, 16, 32)[i % 5]
+        halves = torch.randint(0, 40, (2,), generator=g).sort().values.tolist()
+        x1, x2 = (stride * (h / 2) for h in halves)
+        cases.append((x1, x2 + stride * (i % 3), 1 + i % 7, stride))
+    return cases
+
+
+def _bin_pairs(got, args):
+    pairs = _as_pairs(got, args[2])
+    if pairs is None:
+        raise harness.Wrong(f"return {args[2]} pairs (start, end), got {got!r}")
+    return pairs
+
+
+@exercise("lesson02.bin_edges")
 def check_bin_edges(fn):
     """fn(x1, x2, pooled, stride) -> ``pooled`` pairs (start, end) of feature cells, end exclusive."""
-    for x1, x2, pooled, stride in _BIN_CASES:
-        got, failure = run_safely(fn, x1, x2, pooled, stride)
-        if failure is not None:
-            return failure
-        want = _library_bins(x1, x2, pooled, stride)
-        pairs = _as_pairs(got, pooled)
-        case = f"x1={x1}, x2={x2}, pooled={pooled}, stride={stride}"
-        if pairs is None:
-            return Result(False, f"for {case} return {pooled} pairs (start, end), got {got!r}")
-        if pairs == want:
-            continue
-        for variant, hint in _BIN_HINTS:
-            if pairs == _variant_bins(x1, x2, pooled, stride, **variant):
-                return Result(False, f"for {case} you gave {pairs}; {hint}")
-        return Result(False, f"for {case} you gave {pairs}, expected {want}; bin p spans "
-                             "floor(p * size) .. ceil((p + 1) * size) cells after the start, "
-                             "with size = (number of cells) / pooled")
-    return Result(True, f"your bin edges match frcnn_edu.roi_ops on {len(_BIN_CASES)} cases.")
+    cases = _bin_cases()
+    return harness.check_function(
+        fn, _library_bins, cases, lambda got, want, args: got == want, convert=_bin_pairs,
+        variants=lambda x1, x2, pooled, stride: [
+            (hint, _variant_bins(x1, x2, pooled, stride, **v)) for v, hint in _BIN_HINTS],
+        hint="bin p spans floor(p * size) .. ceil((p + 1) * size) cells after the start, with "
+             "size = (number of cells) / pooled",
+        forbidden=["frcnn_edu.roi_ops._pool_bins", "frcnn_edu.widgets.roi_pooling.roi_pool_bins"],
+        name="bin_edges",
+        passed=f"your bin edges match frcnn_edu.roi_ops on {len(cases)} cases (halves, one-cell "
+               "RoIs, more bins than cells, strides 1 to 32).")
 
 
 # ----------------------------------------------------------------------------- exercise 2
@@ -155,9 +170,12 @@ _POOL_HINTS = (
 )
 
 
+@exercise("lesson02.roi_pool_by_hand")
 def check_roi_pool(answer):
     """``answer``: the EX_OUTPUT_SIZE output of RoI pooling EX_ROI on FEATURE (stride 16)."""
     want = expected_roi_pool()
+    if answer is None:
+        return not_filled_in()
     try:
         got = torch.as_tensor(answer, dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError):
@@ -178,9 +196,12 @@ def check_roi_pool(answer):
 
 
 # ----------------------------------------------------------------------------- exercise 3
+@exercise("lesson02.minibatch")
 def check_minibatch(n_fg, n_bg):
     """(foreground, background) RoIs in the mini-batch built from MINIBATCH_IMAGES."""
     want_fg, want_bg = expected_minibatch()
+    if n_fg is None or n_bg is None:
+        return not_filled_in()
     try:
         n_fg, n_bg = int(n_fg), int(n_bg)
     except (TypeError, ValueError):
@@ -227,31 +248,57 @@ def _library_svd_weights(u, v, t):
     return before, after
 
 
+def _svd_cases():
+    """(u, v, t): layers compressed with the library, the paper's, then 20 seeded random shapes
+    (t = 1 and t = min(u, v) included)."""
+    g = harness.seeded(21)
+    cases = list(_SVD_LIBRARY_CASES) + list(_SVD_FORMULA_CASES) + [(10, 10, 1), (6, 9, 6)]
+    for _ in range(20):
+        u, v = (int(x) for x in torch.randint(1, 5000, (2,), generator=g))
+        cases.append((u, v, int(torch.randint(1, min(u, v) + 1, (1,), generator=g))))
+    return cases
+
+
+def _svd_reference(u, v, t):
+    """(before, after): RoIHead.compress_fc for the small layers, its rule t (u + v) for the
+    others (tests/test_checks_lesson02.py checks the rule against compress_fc)."""
+    if (u, v, t) in _SVD_LIBRARY_CASES:
+        return _library_svd_weights(u, v, t)
+    return u * v, t * (u + v)
+
+
+def _svd_pair(got, args):
+    try:
+        return tuple(int(x) for x in got)
+    except (TypeError, ValueError):
+        raise harness.Wrong(f"return a pair (before, after), got {got!r}")
+
+
+def _svd_hint(args, got, want):
+    u, v, t = args
+    if len(got) != 2:
+        return "return two numbers: (before, after)"
+    b, a = got
+    if b != want[0]:
+        return f"a u x v weight matrix has u * v = {want[0]} weights"
+    if a == t * u * v or a == t * t:
+        return "the two new layers hold S_t V_t^T (t x v) and U_t (u x t)"
+    if a in (t * u, t * v):
+        return "count both new layers: S_t V_t^T is t x v and U_t is u x t"
+    if a == t * (u + v + 1):
+        return "do not count the t singular values separately: they are folded into S_t V_t^T"
+    return "after: t x v (first layer) plus u x t (second layer)"
+
+
+@exercise("lesson02.svd_params")
 def check_svd_params(fn):
     """fn(u, v, t) -> (weights of the u x v layer, weights after keeping t singular values);
     biases not counted."""
-    cases = [(c, _library_svd_weights(*c)) for c in _SVD_LIBRARY_CASES]
-    cases += [(c, (c[0] * c[1], c[2] * (c[0] + c[1]))) for c in _SVD_FORMULA_CASES]
-    for (u, v, t), (before, after) in cases:
-        got, failure = run_safely(fn, u, v, t)
-        if failure is not None:
-            return failure
-        try:
-            b, a = (int(x) for x in got)
-        except (TypeError, ValueError):
-            return Result(False, f"return a pair (before, after), got {got!r}")
-        case = f"u={u}, v={v}, t={t}"
-        if b != before:
-            return Result(False, f"for {case}: a u x v weight matrix has u * v = {before} weights")
-        if a == after:
-            continue
-        if a == t * u * v or a == t * t:
-            hint = "the two new layers hold S_t V_t^T (t x v) and U_t (u x t)"
-        elif a in (t * u, t * v):
-            hint = "count both new layers: S_t V_t^T is t x v and U_t is u x t"
-        elif a == t * (u + v + 1):
-            hint = "do not count the t singular values separately: they are folded into S_t V_t^T"
-        else:
-            hint = "after: t x v (first layer) plus u x t (second layer)"
-        return Result(False, f"for {case} you gave {a} weights after compression; {hint}")
-    return Result(True, "t (u + v) instead of u v: matches RoIHead.compress_fc.")
+    cases = _svd_cases()
+    return harness.check_function(
+        fn, _svd_reference, cases, lambda got, want, args: got == tuple(want), convert=_svd_pair,
+        hint=_svd_hint, name="svd_weights",
+        passed=f"t (u + v) instead of u v on {len(cases)} layers: matches RoIHead.compress_fc.")
+
+
+REFERENCES.update({"lesson02.bin_edges": _library_bins, "lesson02.svd_params": _svd_reference})

@@ -3,6 +3,7 @@
     check_anchor_shape(fn)      fn(size, ratio) -> (width, height) of the anchor
     check_anchor_count(fn)      fn(image_size, stride, sizes, ratios) -> (total, inside)
     check_labels(labels)        labels of EX_ANCHORS for EX_BOXES in EX_IMAGE_SIZE, by hand
+    check_label_anchors(fn)     fn(anchors, gt_boxes, pos_iou, neg_iou, valid) -> labels, the four rules
     check_sampled_counts(fn)    fn(num_pos, num_neg) -> (positives, negatives) in the 256 batch
 
 Each compares with the library (``frcnn_edu.anchors``, ``frcnn_edu.matching``) and names the
@@ -16,10 +17,11 @@ from frcnn_edu.anchors import grid_anchors, inside_image, make_base_anchors
 from frcnn_edu.boxes import box_iou
 from frcnn_edu.matching import label_anchors, sample_labels
 
-from .result import Result, run_safely
+from . import harness
+from .result import REFERENCES, Result, exercise, not_filled_in
 
 __all__ = ["EX_ANCHORS", "EX_BOXES", "EX_IMAGE_SIZE", "expected_labels", "check_anchor_shape",
-           "check_anchor_count", "check_labels", "check_sampled_counts"]
+           "check_anchor_count", "check_labels", "check_label_anchors", "check_sampled_counts"]
 
 #: Exercise 3: eight anchors (rows of the IoU matrix) ...
 EX_ANCHORS = torch.tensor([[12.0, 12, 52, 52], [20, 10, 60, 50], [60, 20, 80, 60], [80, 20, 100, 60],
@@ -56,32 +58,47 @@ def _pair(value, what):
         return None, Result(False, f"return {what} as a pair of two numbers, got {value!r}")
 
 
+def _shape_cases():
+    g = harness.seeded(30)
+    cases = list(_SHAPE_CASES) + [(1, 1.0), (64, 4.0)]
+    for _ in range(20):
+        size = float(torch.randint(4, 600, (1,), generator=g))
+        ratio = round(float(torch.exp((torch.rand(1, generator=g) - 0.5) * 3)), 3)
+        cases.append((size, ratio))
+    return cases
+
+
+def _pair_of_floats(value, args):
+    got, err = _pair(value, "(width, height)")
+    if err is not None:
+        raise harness.Wrong(err.message)
+    return got
+
+
+def _shape_variants(size, ratio):
+    w, h = _library_shape(size, ratio)
+    return [("width and height are swapped: the ratio is h / w, so a ratio above 1 is a tall "
+             "anchor (w = s / sqrt(r), h = s * sqrt(r))", (h, w)),
+            ("with w = s / r and h = s * r the ratio h / w is r^2: use the square root of r",
+             (size / ratio, size * ratio))]
+
+
+def _shape_hint(args, got, want):
+    if math.isclose(got[0] * got[1], args[0] ** 2, rel_tol=1e-4):
+        return "the area s^2 is right but h / w must equal the ratio"
+    return "w = s / sqrt(r) and h = s * sqrt(r) give h / w = r and an area w * h = s^2"
+
+
+@exercise("lesson03.anchor_shape")
 def check_anchor_shape(fn):
     """fn(size, ratio) -> (width, height) of the anchor of that size and ratio (h / w)."""
-    close = lambda x, y: math.isclose(x, y, rel_tol=1e-4, abs_tol=1e-3)  # noqa: E731
-    for size, ratio in _SHAPE_CASES:
-        got, err = run_safely(fn, size, ratio)
-        if err is not None:
-            return err
-        got, err = _pair(got, "(width, height)")
-        if err is not None:
-            return err
-        w, h = _library_shape(size, ratio)
-        if close(got[0], w) and close(got[1], h):
-            continue
-        where = f"for size {size} and ratio {ratio:g} you gave {got[0]:.2f} x {got[1]:.2f}"
-        if close(got[0], h) and close(got[1], w):
-            hint = ("width and height are swapped: the ratio is h / w, so a ratio above 1 is a "
-                    "tall anchor (w = s / sqrt(r), h = s * sqrt(r))")
-        elif close(got[0], size / ratio) and close(got[1], size * ratio):
-            hint = "with w = s / r and h = s * r the ratio h / w is r^2: use the square root of r"
-        elif close(got[0] * got[1], size * size):
-            hint = "the area s^2 is right but h / w must equal the ratio"
-        else:
-            hint = "w = s / sqrt(r) and h = s * sqrt(r) give h / w = r and an area w * h = s^2"
-        return Result(False, f"{where}; make_base_anchors gives {w:.2f} x {h:.2f}: {hint}.")
-    return Result(True, f"your (width, height) match make_base_anchors on {len(_SHAPE_CASES)} "
-                        "sizes and ratios: area s^2, h / w = r.")
+    cases = _shape_cases()
+    return harness.check_function(
+        fn, _library_shape, cases, harness.close(rtol=1e-4, atol=1e-3), convert=_pair_of_floats,
+        variants=_shape_variants, hint=_shape_hint, name="anchor_shape",
+        forbidden=["frcnn_edu.anchors.make_base_anchors"],
+        passed=f"your (width, height) match make_base_anchors on {len(cases)} sizes and ratios: "
+               "area s^2, h / w = r.")
 
 
 def _library_count(image_size, stride, sizes, ratios):
@@ -90,45 +107,56 @@ def _library_count(image_size, stride, sizes, ratios):
     return anchors.shape[0], int(inside_image(anchors, (h, w)).sum())
 
 
+def _count_cases():
+    """The hand-made images, then 20 seeded random ones (odd sizes, strides 4 to 32)."""
+    g = harness.seeded(31)
+    cases = list(_COUNT_CASES) + [((40, 40), 16, (8,), (1.0,))]
+    for i in range(20):
+        h, w = (int(x) for x in torch.randint(33, 700, (2,), generator=g))
+        sizes = tuple(sorted({int(x) for x in torch.randint(8, 300, (1 + i % 3,), generator=g)}))
+        cases.append(((h, w), (4, 8, 16, 32)[i % 4], sizes, ((1.0,), (0.5, 1.0, 2.0))[i % 2]))
+    return cases
+
+
+def _count_variants(image_size, stride, sizes, ratios):
+    """(hint, predicate on the student's (total, inside)) of the usual slips."""
+    h, w = image_size
+    total, inside = _library_count(image_size, stride, sizes, ratios)
+    k, cells = len(sizes) * len(ratios), (h // stride) * (w // stride)
+    ceil_cells = math.ceil(h / stride) * math.ceil(w / stride)
+    base = make_base_anchors(sizes, ratios)
+    swapped = int(inside_image(grid_anchors(base, (h // stride, w // stride), stride), (w, h)).sum())
+    return [
+        ("each position holds k = len(sizes) * len(ratios) anchors: total = H_f * W_f * k",
+         lambda got: got[0] == cells != total),
+        ("use the feature map that rounding down gives: H // stride by W // stride",
+         lambda got: got[0] == ceil_cells * k),
+        ("k is the number of sizes TIMES the number of ratios",
+         lambda got: got[0] == cells * (len(sizes) + len(ratios))),
+        ("inside_image takes image_size as (height, width), not (width, height)",
+         lambda got: got == (total, swapped)),
+        ("you counted the anchors that cross the border; the question asks for those inside",
+         lambda got: got == (total, total - inside)),
+    ]
+
+
+def _count_hint(args, got, want):
+    if got[0] != want[0]:
+        return "total = (H // stride) * (W // stride) * len(sizes) * len(ratios)"
+    return ("count the anchors of grid_anchors(make_base_anchors(sizes, ratios), "
+            "(H // stride, W // stride), stride) for which inside_image is True")
+
+
+@exercise("lesson03.anchor_count")
 def check_anchor_count(fn):
     """fn(image_size=(H, W), stride, sizes, ratios) -> (total anchors, anchors inside the image),
     with a feature map of (H // stride) x (W // stride) (pooling that rounds down)."""
-    for image_size, stride, sizes, ratios in _COUNT_CASES:
-        got, err = run_safely(fn, image_size, stride, sizes, ratios)
-        if err is not None:
-            return err
-        got, err = _pair(got, "(total, inside)")
-        if err is not None:
-            return err
-        total, inside = _library_count(image_size, stride, sizes, ratios)
-        if got == (total, inside):
-            continue
-        h, w = image_size
-        k = len(sizes) * len(ratios)
-        where = (f"for a {h} x {w} (H x W) image, stride {stride}, {len(sizes)} sizes x "
-                 f"{len(ratios)} ratios you gave ({got[0]:g}, {got[1]:g}), the library gives "
-                 f"({total}, {inside})")
-        base = make_base_anchors(sizes, ratios)
-        ceil_map = (math.ceil(h / stride), math.ceil(w / stride))
-        swapped = int(inside_image(grid_anchors(base, (h // stride, w // stride), stride), (w, h)).sum())
-        if got[0] == (h // stride) * (w // stride):
-            hint = f"each position holds k = {k} anchors: total = H_f * W_f * k"
-        elif got[0] == ceil_map[0] * ceil_map[1] * k:
-            hint = "use the feature map that rounding down gives: H // stride by W // stride"
-        elif got[0] == (h // stride) * (w // stride) * (len(sizes) + len(ratios)):
-            hint = "k is the number of sizes TIMES the number of ratios"
-        elif got[0] != total:
-            hint = "total = (H // stride) * (W // stride) * len(sizes) * len(ratios)"
-        elif got[1] == swapped and swapped != inside:
-            hint = "inside_image takes image_size as (height, width), not (width, height)"
-        elif got[1] == total - inside:
-            hint = "you counted the anchors that cross the border; the question asks for those inside"
-        else:
-            hint = ("count the anchors of grid_anchors(make_base_anchors(sizes, ratios), "
-                    "(H // stride, W // stride), stride) for which inside_image is True")
-        return Result(False, f"{where}: {hint}.")
-    return Result(True, f"your counts match the library on {len(_COUNT_CASES)} images (the "
-                        "paper's 1000 x 600 included: 20646 anchors, 8044 inside).")
+    cases = _count_cases()
+    return harness.check_function(
+        fn, _library_count, cases, lambda got, want, args: tuple(got) == tuple(want),
+        convert=_pair_of_floats, variants=_count_variants, hint=_count_hint, name="count_anchors",
+        passed=f"your counts match the library on {len(cases)} images (the paper's 1000 x 600 "
+               "included: 20646 anchors, 8044 inside).")
 
 
 def expected_labels():
@@ -164,9 +192,12 @@ def _label_hint(a, got, want):
             "anchor, so it is ignored (-1)")
 
 
+@exercise("lesson03.labels_by_hand")
 def check_labels(labels):
     """labels: 8 values in {1, 0, -1}, one per row of the exercise's IoU matrix."""
     want = expected_labels().tolist()
+    if labels is None:
+        return not_filled_in()
     try:
         got = [int(v) for v in torch.as_tensor(labels).reshape(-1).tolist()]
     except (TypeError, ValueError, RuntimeError):
@@ -185,6 +216,108 @@ def check_labels(labels):
                          f"{_label_hint(a, got[a], want[a])}{more}.")
 
 
+# ------------------------------------------------------------- exercise: the labeling rules
+def _labeling_cases():
+    """(anchors, gt_boxes, pos_iou, neg_iou, valid): the by-hand exercise, no boxes, no anchors,
+    a tie, a box whose best anchor has IoU < 0.3 (rule ii has no floor), a box whose best
+    anchor crosses the border, then 24 seeded random scenes on a coarse grid (ties happen)."""
+    g = harness.seeded(33)
+    ex_valid = inside_image(EX_ANCHORS, EX_IMAGE_SIZE)
+    tie = torch.tensor([[0.0, 0, 10, 10], [10, 0, 20, 10], [40, 40, 50, 50]])
+    cases = [
+        (EX_ANCHORS, EX_BOXES, 0.7, 0.3, ex_valid),
+        (EX_ANCHORS, torch.zeros(0, 4), 0.7, 0.3, ex_valid),
+        (torch.zeros(0, 4), EX_BOXES, 0.7, 0.3, torch.zeros(0, dtype=torch.bool)),
+        (tie, torch.tensor([[5.0, 0, 15, 10]]), 0.7, 0.3, torch.ones(3, dtype=torch.bool)),
+        (tie, torch.tensor([[8.0, 8, 12, 12]]), 0.7, 0.3, torch.ones(3, dtype=torch.bool)),
+        (tie, torch.tensor([[0.0, 0, 10, 10]]), 0.7, 0.3, torch.tensor([False, True, True])),
+    ]
+    for i in range(24):
+        anchors = harness.random_boxes(4 + i % 17, g, extent=40, min_size=4, max_size=24,
+                                       integer=True)
+        gt = harness.random_boxes(i % 4, g, extent=40, min_size=4, max_size=24, integer=True)
+        valid = inside_image(anchors, (56, 56)) if i % 3 else torch.ones(len(anchors), dtype=torch.bool)
+        cases.append((anchors, gt, (0.7, 0.5)[i % 2], (0.3, 0.2)[i % 2], valid))
+    return cases
+
+
+def _library_labels(anchors, gt_boxes, pos_iou, neg_iou, valid):
+    return label_anchors(anchors, gt_boxes, pos_iou, neg_iou, valid=valid)[0]
+
+
+def _labels_of(got, args):
+    if isinstance(got, (tuple, list)) and len(got) == 2 and torch.is_tensor(got[0]):
+        got = got[0]                                   # (labels, matched) is fine too
+    try:
+        t = torch.as_tensor(got).reshape(-1).long()
+    except (TypeError, ValueError, RuntimeError):
+        raise harness.Wrong(f"return the labels as a tensor of 1 / 0 / -1, got {type(got).__name__}")
+    if len(t) != len(args[0]):
+        raise harness.Wrong(f"return one label per anchor ({len(args[0])}), got {len(t)}")
+    return t
+
+
+def _labeling_variants(anchors, gt_boxes, pos_iou, neg_iou, valid):
+    """(hint, labels of that slip) for the usual misreadings of sec. 3.1.2."""
+    A, G = len(anchors), len(gt_boxes)
+    if A == 0 or G == 0:
+        return []
+    iou = box_iou(anchors, gt_boxes)
+    iou = torch.where(valid[:, None], iou, torch.full_like(iou, -1.0))
+    row = iou.max(1).values
+    col = iou.max(0).values
+    best = (iou == col) & (col > 0)
+    first = torch.zeros_like(best)
+    first[iou.argmax(0), torch.arange(G)] = True
+    first &= col > 0
+
+    def rules(pos, neg_first=False, strict=False, use_valid=True):
+        lab = torch.full((A,), -1)
+        r = row if use_valid else box_iou(anchors, gt_boxes).max(1).values
+        above = r > pos_iou if strict else r >= pos_iou
+        negative = (r >= 0) & (r < neg_iou)
+        if neg_first:
+            lab[above | pos] = 1
+            lab[negative] = 0
+        else:
+            lab[negative] = 0
+            lab[above | pos] = 1
+        return lab
+
+    none = torch.zeros(A, dtype=torch.bool)
+    return [
+        ("rule (ii): the anchor with the highest IoU for each gt box is positive too, whatever "
+         "its IoU (read the IoU matrix down each column)", rules(none)),
+        ("rule (ii) has no IoU floor: a box's best anchor is positive even below 0.3 (it beats "
+         "the negative rule)", rules(best.any(1), neg_first=True)),
+        ("rule (ii) with ties: EVERY anchor that shares a box's highest IoU is positive, not only "
+         "the first (argmax picks one)", rules(first.any(1))),
+        ("rule (i) is IoU >= pos_iou (an IoU of exactly 0.7 is positive)",
+         rules(best.any(1), strict=True)),
+        ("anchors that cross the border (valid False) are ignored (-1), and cannot be a box's "
+         "best anchor", rules(((box_iou(anchors, gt_boxes) == box_iou(anchors, gt_boxes).max(0).values)
+                               & (box_iou(anchors, gt_boxes).max(0).values > 0)).any(1),
+                              use_valid=False)),
+    ]
+
+
+def check_label_anchors(fn):
+    """fn(anchors [A, 4], gt_boxes [G, 4], pos_iou, neg_iou, valid [A] bool) -> labels [A]
+    (1 / 0 / -1) by the four rules of Faster R-CNN sec. 3.1.2, like `label_anchors`.
+
+    Not yet in lesson 03 (its cell could not be executed and saved in time): register it with
+    @exercise("lesson03.label_anchors") when the lesson gets the exercise cell."""
+    cases = _labeling_cases()
+    return harness.check_function(
+        fn, _library_labels, cases, lambda got, want, args: torch.equal(got, want),
+        convert=_labels_of, variants=_labeling_variants, name="my_label_anchors",
+        hint="positive: IoU >= pos_iou with some box, or the best valid anchor(s) of some box "
+             "(IoU > 0); negative: otherwise max IoU < neg_iou; the rest and invalid anchors -1",
+        forbidden=["frcnn_edu.matching.label_anchors"],
+        passed=f"your labels equal label_anchors' on {len(cases)} scenes (ties, no boxes, no "
+               "anchors, rule (ii) below 0.3, border-crossing anchors).")
+
+
 def _library_sample(num_pos, num_neg, batch_size=256, positive_fraction=0.5):
     labels = torch.cat([torch.ones(num_pos, dtype=torch.int64), torch.zeros(num_neg, dtype=torch.int64),
                         torch.full((7,), -1, dtype=torch.int64)])
@@ -192,32 +325,41 @@ def _library_sample(num_pos, num_neg, batch_size=256, positive_fraction=0.5):
     return int((out == 1).sum()), int((out == 0).sum())
 
 
+def _sample_cases():
+    g = harness.seeded(32)
+    cases = list(_SAMPLE_CASES) + [(0, 0), (128, 128), (1, 0)]
+    for _ in range(20):
+        cases.append(tuple(int(x) for x in torch.randint(0, 400, (2,), generator=g)))
+    return cases
+
+
+def _sample_hint(args, got, want):
+    num_pos, num_neg = args
+    if got == (min(num_pos, 128), min(num_neg, 128)):
+        return ("'128 positives and 128 negatives' means AT MOST 128 positives; the batch is "
+                "then filled up to 256 with negatives")
+    if got[0] + got[1] > 256:
+        return "the mini-batch holds at most 256 anchors"
+    if got[0] > num_pos or got[1] > num_neg:
+        return "you cannot keep more anchors of a kind than there are"
+    if got[0] != want[0]:
+        return "positives kept = min(number of positives, 128)"
+    return "negatives kept = min(number of negatives, 256 - positives kept)"
+
+
+@exercise("lesson03.sampled_counts")
 def check_sampled_counts(fn):
     """fn(num_pos, num_neg) -> (positives, negatives) kept in the RPN's mini-batch of 256
     anchors with at most half positive (``sample_labels`` defaults)."""
-    for num_pos, num_neg in _SAMPLE_CASES:
-        got, err = run_safely(fn, num_pos, num_neg)
-        if err is not None:
-            return err
-        got, err = _pair(got, "(positives, negatives)")
-        if err is not None:
-            return err
-        want = _library_sample(num_pos, num_neg)
-        if got == want:
-            continue
-        where = (f"with {num_pos} positive and {num_neg} negative anchors you kept "
-                 f"({got[0]:g}, {got[1]:g}), sample_labels keeps {want}")
-        if got == (min(num_pos, 128), min(num_neg, 128)):
-            hint = ("'128 positives and 128 negatives' means AT MOST 128 positives; the batch is "
-                    "then filled up to 256 with negatives")
-        elif got[0] + got[1] > 256:
-            hint = "the mini-batch holds at most 256 anchors"
-        elif got[0] > num_pos or got[1] > num_neg:
-            hint = "you cannot keep more anchors of a kind than there are"
-        elif got[0] != want[0]:
-            hint = "positives kept = min(number of positives, 128)"
-        else:
-            hint = "negatives kept = min(number of negatives, 256 - positives kept)"
-        return Result(False, f"{where}: {hint}.")
-    return Result(True, f"your counts match sample_labels on {len(_SAMPLE_CASES)} cases: at most "
-                        "128 positives, negatives fill the batch up to 256 when there are enough.")
+    cases = _sample_cases()
+    return harness.check_function(
+        fn, _library_sample, cases, lambda got, want, args: tuple(got) == tuple(want),
+        convert=_pair_of_floats, hint=_sample_hint, name="sampled_counts",
+        forbidden=["frcnn_edu.matching.sample_labels"],
+        passed=f"your counts match sample_labels on {len(cases)} cases: at most 128 positives, "
+               "negatives fill the batch up to 256 when there are enough.")
+
+
+REFERENCES.update({"lesson03.anchor_count": _library_count,
+                   "lesson03.label_anchors": _library_labels,
+                   "lesson03.sampled_counts": _library_sample})

@@ -22,9 +22,11 @@ from frcnn_edu.boxes import box_iou, encode_boxes
 from frcnn_edu.evaluation import proposal_recall
 from frcnn_edu.losses import rpn_loss, smooth_l1
 
-from .result import Result, run_safely
+from . import harness
+from .result import REFERENCES, Result, exercise
 
-__all__ = ["EX_ANCHOR", "EX_BOX", "EX_LOSS", "EX_PROPOSALS", "EX_GT_BOXES", "expected_encode",
+__all__ = ["EX_ANCHOR", "EX_BOX", "EX_LOSS", "EX_LOSS_ARGS", "LOSS_ARGS", "EX_PROPOSALS",
+           "EX_GT_BOXES", "expected_encode",
            "expected_rpn_loss", "check_encode", "check_smooth_l1", "check_rpn_loss",
            "check_recall"]
 
@@ -73,6 +75,10 @@ EX_LOSS = dict(
 
 _LOSS_CASES = (EX_LOSS, _loss_case(1, 12, 256, 3, 10.0), _loss_case(2, 20, 8, 100, 1.0),
                _loss_case(3, 9, 16, 1, 0.5))
+#: The order of the arguments of the exercise's function (it is called positionally).
+LOSS_ARGS = ("pred_objectness", "pred_deltas", "labels", "gt_deltas", "n_cls", "n_reg", "lam")
+#: Exercise 3's case as the positional arguments of ``my_rpn_loss``.
+EX_LOSS_ARGS = tuple(EX_LOSS[k] for k in LOSS_ARGS)
 
 #: Exercise 4: proposals of three images (best first) ...
 EX_PROPOSALS = [torch.tensor([[10.0, 10, 50, 50], [0, 0, 40, 20], [60, 60, 100, 110],
@@ -181,23 +187,33 @@ def _encode_hint(got, want, anchor, box):
     return "; and ".join(hints)
 
 
+def _encode_cases():
+    g = harness.seeded(40)
+    cases = list(_ENCODE_CASES)
+    for _ in range(22):
+        a, b = harness.random_boxes(2, g, extent=150, min_size=4, max_size=120).tolist()
+        cases.append((tuple(round(v, 2) for v in a), tuple(round(v, 2) for v in b)))
+    return cases
+
+
+def _four_numbers(got, args):
+    got, err = _numbers(got, 4, "(tx, ty, tw, th)")
+    if err is not None:
+        raise harness.Wrong(err.message)
+    return got
+
+
+@exercise("lesson04.encode")
 def check_encode(fn):
     """fn(anchor, box) -> (tx, ty, tw, th); anchor and box are 4-tuples (x1, y1, x2, y2)."""
-    for anchor, box in _ENCODE_CASES:
-        got, err = run_safely(fn, anchor, box)
-        if err is not None:
-            return err
-        got, err = _numbers(got, 4, "(tx, ty, tw, th)")
-        if err is not None:
-            return err
-        want = expected_encode(anchor, box)
-        if _close(got, want):
-            continue
-        where = (f"anchor {anchor}, box {box}: you gave ({', '.join(f'{v:.3f}' for v in got)}), "
-                 f"encode_boxes gives ({', '.join(f'{v:.3f}' for v in want)})")
-        return Result(False, f"{where}: {_encode_hint(got, want, anchor, box)}.")
-    return Result(True, f"your targets match encode_boxes on {len(_ENCODE_CASES)} anchor / box "
-                        "pairs: centre shifts over the anchor's size, log size ratios.")
+    cases = _encode_cases()
+    return harness.check_function(
+        fn, expected_encode, cases, lambda got, want, args: _close(got, want),
+        convert=_four_numbers, name="encode",
+        hint=lambda args, got, want: _encode_hint(got, want, *args),
+        forbidden=["frcnn_edu.boxes.encode_boxes"],
+        passed=f"your targets match encode_boxes on {len(cases)} anchor / box pairs: centre "
+               "shifts over the anchor's size, log size ratios.")
 
 
 # ----------------------------------------------------------------------------- exercise 2
@@ -228,35 +244,35 @@ def _smooth_variants(x, beta):
     )
 
 
+def _smooth_cases():
+    g = harness.seeded(41)
+    cases = list(_SMOOTH_CASES) + [(0.5, 0.5), (-0.5, 0.5)]           # exactly at |x| = beta
+    for _ in range(10):
+        x, beta = (torch.rand(2, generator=g) * torch.tensor([8.0, 2.0]) - torch.tensor([4.0, 0.0])).tolist()
+        cases.append((round(x, 3), round(beta, 3) + 0.01))
+    return cases
+
+
+@exercise("lesson04.smooth_l1")
 def check_smooth_l1(fn):
     """fn(x, beta) -> smooth L1 of the error x (a number): 0.5 x^2 / beta if |x| < beta, else
     |x| - 0.5 beta."""
-    answers = []
-    for x, beta in _SMOOTH_CASES:
-        got, err = run_safely(fn, x, beta)
-        if err is not None:
-            return err
-        got, err = _numbers(got, 1, "one number")
-        if err is not None:
-            return err
-        answers.append(got[0])
-    wrong = [i for i, (x, beta) in enumerate(_SMOOTH_CASES)
-             if not _close([answers[i]], [_library_smooth(x, beta)])]
-    if not wrong:
-        return Result(True, f"your smooth L1 matches frcnn_edu.losses.smooth_l1 on "
-                            f"{len(_SMOOTH_CASES)} errors, for the paper's beta = 1 and "
-                            "torchvision's 1/9.")
-    x, beta = _SMOOTH_CASES[wrong[0]]
-    where = (f"for x = {x:g} and beta = {beta:.4g} you gave {answers[wrong[0]]:.4f}, smooth_l1 "
-             f"gives {_library_smooth(x, beta):.4f}")
-    # the slip that explains every answer, else one that explains the first wrong one
-    table = [_smooth_variants(x, b) for x, b in _SMOOTH_CASES]
-    everywhere = [j for j in range(len(table[0]))
-                  if all(_close([answers[i]], [table[i][j][0]]) for i in range(len(answers)))]
-    here = [j for j in range(len(table[0])) if _close([answers[wrong[0]]], [table[wrong[0]][j][0]])]
-    hint = (table[0][(everywhere or here)[0]][1] if everywhere or here
-            else "0.5 x^2 / beta if |x| < beta, otherwise |x| - 0.5 beta")
-    return Result(False, f"{where}: {hint}.")
+    cases = _smooth_cases()
+    return harness.check_function(
+        fn, _library_smooth, cases, lambda got, want, args: _close(got, [want]),
+        convert=lambda got, args: _numbers_or_wrong(got, 1, "one number"), name="smooth_l1",
+        variants=lambda x, beta: [(hint, value) for value, hint in _smooth_variants(x, beta)],
+        hint="0.5 x^2 / beta if |x| < beta, otherwise |x| - 0.5 beta",
+        forbidden=["frcnn_edu.losses.smooth_l1", "torch.nn.functional.smooth_l1_loss"],
+        passed=f"your smooth L1 matches frcnn_edu.losses.smooth_l1 on {len(cases)} errors, for "
+               "the paper's beta = 1, torchvision's 1/9 and others.")
+
+
+def _numbers_or_wrong(value, n, what):
+    got, err = _numbers(value, n, what)
+    if err is not None:
+        raise harness.Wrong(err.message)
+    return got
 
 
 # ----------------------------------------------------------------------------- exercise 3
@@ -308,44 +324,61 @@ def _loss_variants(case):
     )
 
 
+def _loss_cases():
+    """Positional argument tuples: the exercise's and three fixed cases, no positives, nothing
+    sampled, then 20 seeded random ones."""
+    cases = [dict(c) for c in _LOSS_CASES]
+    none_pos = _loss_case(5, 10, 8, 2, 10.0)
+    none_pos["labels"] = torch.tensor([0, 0, -1, 0, -1, 0, 0, -1, 0, 0])
+    nothing = _loss_case(6, 6, 4, 2, 10.0)
+    nothing["labels"] = torch.full((6,), -1)
+    cases += [none_pos, nothing]
+    for seed in range(20):
+        cases.append(_loss_case(100 + seed, 4 + seed % 13, (4, 16, 256)[seed % 3],
+                                (1, 3, 50)[seed % 3], (10.0, 1.0, 0.1, 100.0)[seed % 4]))
+    return [tuple(c[k] for k in LOSS_ARGS) for c in cases]
+
+
+def _loss_hint(args, got, want):
+    case = dict(zip(LOSS_ARGS, args))
+    cls_ok, reg_ok = _close(got[:1], want[:1]), _close(got[1:], want[1:])
+    for cls, reg, text in _loss_variants(case):
+        c = _close(got[:1], [cls]) if cls is not None else cls_ok
+        r = _close(got[1:], [reg]) if reg is not None else reg_ok
+        if c and r:
+            return text
+    if _close(got, want[::-1]):
+        return "the two terms are in the wrong order: return (classification, regression)"
+    part = ("the regression term" if cls_ok else "the classification term" if reg_ok
+            else "both terms")
+    return (f"{part} differ: L_cls is the log loss of sigmoid(logit) summed over the sampled "
+            "anchors (labels 0 and 1) / N_cls; the regression term is lambda * the smooth L1 "
+            "summed over the 4 coordinates of the positive anchors / N_reg")
+
+
+def _describe_loss(args):
+    case = dict(zip(LOSS_ARGS, args))
+    return (f"labels={case['labels'].tolist()}, N_cls={case['n_cls']}, N_reg={case['n_reg']}, "
+            f"lambda={case['lam']:g}, ... (logits and deltas: checks.lesson04.EX_LOSS_ARGS "
+            "shows the exercise's)")
+
+
+@exercise("lesson04.rpn_loss")
 def check_rpn_loss(fn):
     """fn(pred_objectness [A], pred_deltas [A, 4], labels [A] in {1, 0, -1}, gt_deltas [A, 4],
-    n_cls, n_reg, lam) -> (classification term, regression term) of Faster R-CNN eq. 1."""
-    for i, case in enumerate(_LOSS_CASES):
-        args = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in case.items()}
-        got, err = run_safely(fn, **args)
-        if err is not None:
-            return err
-        got, err = _numbers(got, 2, "a pair (classification term, regression term)")
-        if err is not None:
-            return err
-        want = expected_rpn_loss(case)
-        if _close(got, want):
-            continue
-        name = "the exercise's case" if i == 0 else f"test case {i}"
-        where = (f"on {name} (N_cls = {case['n_cls']}, N_reg = {case['n_reg']}, lambda = "
-                 f"{case['lam']:g}) you gave ({got[0]:.4f}, {got[1]:.4f}), rpn_loss gives "
-                 f"({want[0]:.4f}, {want[1]:.4f})")
-        cls_ok, reg_ok = _close(got[:1], want[:1]), _close(got[1:], want[1:])
-        hint = None
-        for cls, reg, text in _loss_variants(case):
-            c = _close(got[:1], [cls]) if cls is not None else cls_ok
-            r = _close(got[1:], [reg]) if reg is not None else reg_ok
-            if c and r:
-                hint = text
-                break
-        if hint is None and _close(got, want[::-1]):
-            hint = "the two terms are in the wrong order: return (classification, regression)"
-        if hint is None:
-            part = ("the regression term" if cls_ok else "the classification term" if reg_ok
-                    else "both terms")
-            hint = (f"{part} differ: L_cls is the log loss of sigmoid(logit) summed over the "
-                    "sampled anchors (labels 0 and 1) / N_cls; the regression term is lambda * "
-                    "the smooth L1 summed over the 4 coordinates of the positive anchors / N_reg")
-        return Result(False, f"{where}: {hint}.")
+    n_cls, n_reg, lam) -> (classification term, regression term) of Faster R-CNN eq. 1.
+    Called positionally, in that order (rename the parameters as you like)."""
+    cases = _loss_cases()
     cls, reg = expected_rpn_loss()
-    return Result(True, f"your loss matches rpn_loss on {len(_LOSS_CASES)} cases (the exercise: "
-                        f"{cls:.4f} + {reg:.4f}).")
+    return harness.check_function(
+        fn, lambda *a: expected_rpn_loss(dict(zip(LOSS_ARGS, a))), cases,
+        lambda got, want, args: _close(got, want),
+        convert=lambda got, args: _numbers_or_wrong(
+            got, 2, "a pair (classification term, regression term)"),
+        hint=_loss_hint, describe=_describe_loss, name="my_rpn_loss",
+        forbidden=["frcnn_edu.losses.rpn_loss"],
+        passed=f"your loss matches rpn_loss on {len(cases)} cases, none positive and nothing "
+               f"sampled included (the exercise: {cls:.4f} + {reg:.4f}).")
 
 
 # ----------------------------------------------------------------------------- exercise 4
@@ -379,26 +412,46 @@ def _recall_variants(proposals, gt_boxes, t):
     )
 
 
+def _recall_all_cases():
+    g = harness.seeded(42)
+    cases = list(_recall_cases())
+    for i in range(20):
+        n_img = 1 + i % 3
+        props = [harness.random_boxes(int(torch.randint(0, 12, (1,), generator=g)), g,
+                                      extent=60, min_size=5, max_size=40, integer=True)
+                 for _ in range(n_img)]
+        gts = [harness.random_boxes(int(torch.randint(0 if k else 1, 4, (1,), generator=g)), g,
+                                    extent=60, min_size=5, max_size=40, integer=True)
+               for k in range(n_img)]
+        cases.append((props, gts, (0.3, 0.5, 0.7)[i % 3]))
+    return cases
+
+
+def _library_recall(proposals, gt_boxes, t):
+    return float(proposal_recall(proposals, gt_boxes, (t,))[0])
+
+
+@exercise("lesson04.recall")
 def check_recall(fn):
     """fn(proposals: list of [P, 4], gt_boxes: list of [G, 4], iou_threshold) -> float: the
     share of all gt boxes whose best IoU with a proposal of their image is >= the threshold."""
-    for proposals, gt_boxes, t in _recall_cases():
-        got, err = run_safely(fn, [p.clone() for p in proposals], [g.clone() for g in gt_boxes], t)
-        if err is not None:
-            if "raised" in err.message and any(len(p) == 0 for p in proposals):
-                err.message += " (note: an image may have no proposals at all)"
-            return err
-        got, err = _numbers(got, 1, "one number")
-        if err is not None:
-            return err
-        want = float(proposal_recall(proposals, gt_boxes, (t,))[0])
-        if _close(got, [want], tol=1e-5):
-            continue
-        where = f"at IoU {t:g} you gave {got[0]:.4f}, proposal_recall gives {want:.4f}"
-        hint = next((text for value, text in _recall_variants(proposals, gt_boxes, t)
-                     if not math.isnan(value) and _close(got, [value], tol=1e-5)),
-                    "for every gt box take its highest IoU with the proposals of its image; recall "
-                    "= (number of boxes with that IoU >= threshold) / (number of boxes)")
-        return Result(False, f"{where}: {hint}.")
-    return Result(True, "your recall matches frcnn_edu.evaluation.proposal_recall on "
-                        f"{len(_recall_cases())} cases (pooled over images, IoU >= threshold).")
+    cases = _recall_all_cases()
+    result = harness.check_function(
+        fn, _library_recall, cases, lambda got, want, args: _close(got, [want], tol=1e-5),
+        convert=lambda got, args: _numbers_or_wrong(got, 1, "one number"), name="recall_at",
+        variants=lambda p, g, t: [(hint, None if math.isnan(v) else v)
+                                  for v, hint in _recall_variants(p, g, t)],
+        hint="for every gt box take its highest IoU with the proposals of its image; recall = "
+             "(number of boxes with that IoU >= threshold) / (number of boxes)",
+        forbidden=["frcnn_edu.evaluation.proposal_recall"],
+        passed=f"your recall matches frcnn_edu.evaluation.proposal_recall on {len(cases)} cases "
+               "(pooled over images, IoU >= threshold, images without proposals or boxes).")
+    if not result and "raised" in result.message:
+        result.message += " (note: an image may have no proposals, or no boxes, at all)"
+    return result
+
+
+REFERENCES.update({"lesson04.encode": lambda anchor, box: tuple(expected_encode(anchor, box)),
+                   "lesson04.smooth_l1": _library_smooth,
+                   "lesson04.rpn_loss": lambda *a: expected_rpn_loss(dict(zip(LOSS_ARGS, a))),
+                   "lesson04.recall": _library_recall})

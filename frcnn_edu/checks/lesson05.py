@@ -24,7 +24,8 @@ from frcnn_edu.data import ShapesDataset
 from frcnn_edu.models import SHAPES_ANCHOR_SIZES, FasterRCNN, shapes_faster_rcnn, tiny_vgg
 from frcnn_edu.training import loop, schemes
 
-from .result import Result, run_safely
+from ._answers import answer_key
+from .result import Result, exercise, run_safely
 
 __all__ = ["PARTS", "DROPPED_GRADIENT_CHOICES", "library_trained_parts", "check_trained_parts",
            "check_dropped_gradient", "check_time_saved", "check_speedup_without_proposals",
@@ -42,18 +43,25 @@ DROPPED_GRADIENT_CHOICES = {
          "joint training uses in place of RoI pooling",
     "e": "the gradient of the detector loss with respect to the shared conv layers",
 }
-_DROPPED_RIGHT = "c"
+# The right letter and the hints of the wrong ones are stored by `answer_key` (a salted hash),
+# so that the answer cannot be read off this file.
+_DROPPED_ID = "lesson05.dropped_gradient"
+_DROPPED_RIGHT = "3b80083bd824ade1"
 _DROPPED_HINTS = {
-    "a": "all weights are updated in approximate joint training: the RPN loss trains the RPN's "
-         "layers and the shared conv layers, the detector loss trains the head and the shared "
-         "conv layers (a common misreading of the paper)",
-    "b": "the RPN loss does reach the shared conv layers; at the shared layers the gradients of "
-         "the RPN loss and of the detector loss are added",
-    "d": "approximate joint training uses ordinary RoI pooling; an RoI warping layer, "
-         "differentiable in the box coordinates, is what the NON-approximate scheme would need",
-    "e": "RoI pooling passes the detector's gradient back to the feature map (lesson 02), so the "
-         "detector loss does train the shared conv layers; what is lost is the path through the "
-         "box coordinates of the proposals",
+    "27be52a60ece6bee":
+        "all weights are updated in approximate joint training: the RPN loss trains the RPN's "
+        "layers and the shared conv layers, the detector loss trains the head and the shared "
+        "conv layers (a common misreading of the paper)",
+    "6002875342fb98f9":
+        "the RPN loss does reach the shared conv layers; at the shared layers the gradients of "
+        "the RPN loss and of the detector loss are added",
+    "763c3dbc346058c6":
+        "approximate joint training uses ordinary RoI pooling; an RoI warping layer, "
+        "differentiable in the box coordinates, is what the NON-approximate scheme would need",
+    "a2cc6864319d03e9":
+        "RoI pooling passes the detector's gradient back to the feature map (lesson 02), so the "
+        "detector loss does train the shared conv layers; what is lost is the path through the "
+        "box coordinates of the proposals",
 }
 
 # (four_step_seconds, joint_seconds) cases for check_time_saved.
@@ -152,6 +160,7 @@ def _steps_of(answer):
     return None if any(p is None for p in parts.values()) else parts
 
 
+@exercise("lesson05.trained_parts")
 def check_trained_parts(parts):
     """parts: {1: {...}, 2: {...}, 3: {...}, 4: {...}}, each a set of names from PARTS: the parts
     of the network being trained whose weights that step of 4-step training updates."""
@@ -179,14 +188,15 @@ def check_trained_parts(parts):
 
 
 # ----------------------------------------------------------------------------- exercise 2
+@exercise("lesson05.dropped_gradient")
 def check_dropped_gradient(choice):
     """choice: one letter of DROPPED_GRADIENT_CHOICES."""
     key = str(choice).strip().strip("()").lower() if choice is not None else ""
     if key not in DROPPED_GRADIENT_CHOICES:
         return Result(False, f"answer with one letter of {', '.join(DROPPED_GRADIENT_CHOICES)}, "
                              f"got {choice!r}")
-    if key != _DROPPED_RIGHT:
-        return Result(False, f"({key}) is not it: {_DROPPED_HINTS[key]}.")
+    if answer_key(_DROPPED_ID, key) != _DROPPED_RIGHT:
+        return Result(False, f"({key}) is not it: {_DROPPED_HINTS[answer_key(_DROPPED_ID, key)]}.")
     return Result(True, "the proposals' coordinates depend on the RPN's and the shared layers' "
                         "weights, but the detector treats them as constants, so that term of "
                         "the chain rule is dropped; every weight is still updated.")
@@ -203,6 +213,7 @@ def _number(value, what):
     return x, None
 
 
+@exercise("lesson05.time_saved")
 def check_time_saved(fn):
     """fn(four_step_seconds, joint_seconds) -> the fraction of the 4-step training time that
     joint training saves (0.25 means 25 % less time; negative if joint training is slower)."""
@@ -237,6 +248,7 @@ def check_time_saved(fn):
 
 
 # ----------------------------------------------------------------------------- exercise 4
+@exercise("lesson05.speedup_without_proposals")
 def check_speedup_without_proposals(fn):
     """fn(times) -> how many times faster Fast R-CNN is than R-CNN when the selective search time
     is left out of both; `times` is a dict like ``speed_ladder``'s (seconds per image, proposals

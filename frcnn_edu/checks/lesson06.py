@@ -16,7 +16,8 @@ import math
 import random
 import statistics
 
-from .result import Result, run_safely
+from . import harness
+from .result import Result, exercise, run_safely
 
 __all__ = ["table_lines", "verdict_lines", "check_seed_spread", "check_svd_time_saved"]
 
@@ -224,6 +225,7 @@ def _as_bool(value):
     return None
 
 
+@exercise("lesson06.seed_spread")
 def check_seed_spread(seed_spread, differs):
     """seed_spread(runs) -> (mean, spread) of the runs' "mAP"; differs(row_a, row_b) -> bool,
     True when |mean_a - mean_b| > max(spread_a, spread_b). Rows are dicts with "runs"."""
@@ -304,30 +306,52 @@ _SVD_WRONG = (  # (a plausible slip, the hint it gets)
 )
 
 
+def _svd_time_cases():
+    """The hand-made cases, then 20 seeded random timings, shapes and ranks."""
+    rng = random.Random(62)
+    cases = [tuple(dict(x) for x in c) for c in _SVD_CASES]
+    for _ in range(20):
+        layers = [f"fc{i}" for i in range(rng.randint(1, 3))]
+        ms = {"conv": round(rng.uniform(1, 100), 2), **{k: round(rng.uniform(0.5, 50), 2) for k in layers}}
+        shapes = {k: (rng.choice((64, 256, 1024, 4096)), rng.choice((256, 1024, 6272, 25088)))
+                  for k in layers}
+        ranks = {k: rng.randint(1, min(shapes[k])) for k in layers if rng.random() < 0.8}
+        ranks = ranks or {layers[0]: rng.randint(1, min(shapes[layers[0]]))}
+        cases.append((ms, shapes, ranks))
+    return cases
+
+
+def _or_none(fn, *args):
+    try:
+        return fn(*args)
+    except ZeroDivisionError:
+        return None
+
+
+def _svd_number(got, args):
+    try:
+        got = float(got)
+    except (TypeError, ValueError):
+        raise harness.Wrong(f"return a number (a fraction), got {got!r}")
+    if not math.isfinite(got):
+        raise harness.Wrong(f"the answer is {got}; check for a division by zero")
+    return got
+
+
+@exercise("lesson06.svd_time_saved")
 def check_svd_time_saved(fn):
     """fn(ms, shapes, ranks) -> the fraction of the per-image detection time that truncated SVD
     saves, if each fc layer's time is proportional to its multiply-adds (u v per RoI before,
     t (u + v) after) and a layer is factorised only when that makes it cheaper."""
-    for ms, shapes, ranks in _SVD_CASES:
-        got, err = run_safely(fn, dict(ms), dict(shapes), dict(ranks))
-        if err is not None:
-            return err
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            return Result(False, f"return a number (a fraction), got {got!r}")
-        if not math.isfinite(got):
-            return Result(False, f"the answer is {got}; check for a division by zero")
-        want = _svd_saved(ms, shapes, ranks)
-        if math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
-            continue
-        where = f"for ms={ms}, ranks={ranks} you gave {got:.4g}, expected {want:.4g}"
-        hint = next((h for wrong, h in _SVD_WRONG
-                     if math.isclose(got, wrong(ms, shapes, ranks), rel_tol=1e-6, abs_tol=1e-9)),
-                    "saved = sum over compressed layers of ms_layer * max(0, 1 - t (u + v) / "
-                    "(u v)), divided by the total ms")
-        return Result(False, f"{where}: {hint}.")
+    cases = _svd_time_cases()
     paper = _svd_saved(*_SVD_CASES[0])
-    return Result(True, f"in the paper-like case the SVD saves {paper:.0%} of the time: fc6 "
-                        "shrinks to 29 % of its multiply-adds and fc7 to 12.5 %, but the conv "
-                        "layers, untouched, bound the gain (the paper: over 30 % less time).")
+    return harness.check_function(
+        fn, _svd_saved, cases,
+        lambda got, want, args: math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9),
+        convert=_svd_number, name="svd_time_saved",
+        variants=lambda ms, sh, r: [(h, _or_none(wrong, ms, sh, r)) for wrong, h in _SVD_WRONG],
+        hint="saved = sum over compressed layers of ms_layer * max(0, 1 - t (u + v) / (u v)), "
+             "divided by the total ms",
+        passed=f"in the paper-like case the SVD saves {paper:.0%} of the time: fc6 shrinks to "
+               "29 % of its multiply-adds and fc7 to 12.5 %, but the conv layers, untouched, "
+               f"bound the gain (the paper: over 30 % less time); {len(cases)} cases checked.")

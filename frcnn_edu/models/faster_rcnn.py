@@ -32,6 +32,9 @@ class FasterRCNN(nn.Module):
     model's own RPN or, if given, from `proposals=`). `image_scale` resizes every image so its
     shorter side has that many pixels (the paper's s), the longer at most `image_max_size`
     (1000); boxes in and out stay in the caller's pixels, anchors are in resized pixels.
+    `rpn_functions` = dict(anchor_fn=..., label_fn=..., proposal_fn=...) puts your own functions
+    into the RPN in place of the library's (see `RegionProposalNetwork`): a lesson trains the
+    detector on a student's anchors, labels or proposal layer this way.
 
     `joint` chooses what the detector loss sees of the proposals when `stages="both"`:
     "approximate" detaches them (approximate joint training); "exact" keeps them as functions of
@@ -50,7 +53,7 @@ class FasterRCNN(nn.Module):
                  fg_fraction=0.25, bg_iou=(0.0, 0.5), pooler="roi_pool", fc=None,
                  representation_size=256, box_score_thresh=0.05, box_nms_thresh=0.3,
                  detections_per_image=100, image_scale=None, image_max_size=1000,
-                 joint="approximate"):
+                 joint="approximate", rpn_functions=None):
         super().__init__()
         if joint not in ("approximate", "exact"):
             raise ValueError(f'joint must be "approximate" (proposals are constants to the '
@@ -74,7 +77,7 @@ class FasterRCNN(nn.Module):
             backbone.out_channels, backbone.stride, anchor_sizes, anchor_ratios,
             batch_size_per_image=rpn_batch_size, pre_nms_top_n=rpn_pre_nms_top_n,
             post_nms_top_n=rpn_post_nms_top_n, nms_thresh=rpn_nms_thresh, lam=rpn_lam,
-            loss_normalize=rpn_loss_normalize)
+            loss_normalize=rpn_loss_normalize, **self._rpn_functions(rpn_functions))
         # bg_iou starts at 0.0, not Fast R-CNN's 0.1: py-faster-rcnn's end-to-end Faster R-CNN
         # config does the same, so RoIs on empty background are also learned as background.
         self.roi_heads = RoIHead(
@@ -82,6 +85,15 @@ class FasterRCNN(nn.Module):
             representation_size=representation_size, rois_per_image=rois_per_image,
             fg_fraction=fg_fraction, bg_iou=bg_iou, score_thresh=box_score_thresh,
             nms_thresh=box_nms_thresh, detections_per_image=detections_per_image)
+
+    @staticmethod
+    def _rpn_functions(functions):
+        functions = dict(functions or {})
+        unknown = set(functions) - {"anchor_fn", "label_fn", "proposal_fn"}
+        if unknown:
+            raise ValueError(f"rpn_functions takes anchor_fn, label_fn and proposal_fn, got "
+                             f"{sorted(unknown)}")
+        return functions
 
     def forward(self, images, targets=None, stages="both", proposals=None):
         if stages not in ("both", "rpn", "detector"):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import anchors as anchor_ops
-from ..boxes import encode_boxes
+from ..boxes import box_iou, encode_boxes
 from ..losses import rpn_loss
 from ..matching import label_anchors, sample_labels
 from ..proposals import generate_proposals
@@ -64,14 +64,36 @@ class RegionProposalNetwork(nn.Module):
     global RNG when None), `test_apply_deltas=False` proposes the anchors themselves (without its
     reg layer). `nms_thresh=None` turns the proposal NMS off (in both modes). All are plain
     attributes, so a trained model can be switched after loading: `model.rpn.test_order = "random"`.
+
+    Your own functions in place of the library's (the lessons' exercises run inside the
+    detector this way), each with the signature of the function it replaces; None keeps the
+    library's:
+        anchor_fn(base_anchors [k, 4], feature_size (Hf, Wf), stride) -> [A, 4], like
+            `anchors.grid_anchors` (ordered [Hf, Wf, k]);
+        label_fn(anchors [A, 4], gt_boxes [G, 4], pos_iou, neg_iou, valid [A] bool) ->
+            (labels [A] in {1, 0, -1}, matched gt index [A]), like `matching.label_anchors`,
+            or the labels alone (each positive is then regressed to its box of highest IoU);
+        proposal_fn(anchors [A, 4], objectness [N, A], deltas [N, A, 4], image_sizes,
+            pre_nms_top_n, post_nms_top_n, nms_thresh, min_size) -> (list of [P, 4] boxes,
+            list of [P] scores), like `proposals.generate_proposals` (the test-time ablations
+            above need the library's proposal layer).
     """
 
     def __init__(self, in_channels, stride=16, anchor_sizes=(128, 256, 512),
                  anchor_ratios=(0.5, 1.0, 2.0), batch_size_per_image=256, positive_fraction=0.5,
                  pos_iou=0.7, neg_iou=0.3, pre_nms_top_n=(12000, 6000), post_nms_top_n=(2000, 300),
                  nms_thresh=0.7, min_size=0.0, lam=10.0, loss_normalize="paper", mid_channels=None,
-                 test_order="score", test_apply_deltas=True, generator=None):
+                 test_order="score", test_apply_deltas=True, generator=None, anchor_fn=None,
+                 label_fn=None, proposal_fn=None):
         super().__init__()
+        for name, fn in (("anchor_fn", anchor_fn), ("label_fn", label_fn),
+                         ("proposal_fn", proposal_fn)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be a function or None (the library's), got "
+                                f"{type(fn).__name__}")
+        self.anchor_fn = anchor_fn or anchor_ops.grid_anchors
+        self.label_fn = label_fn or label_anchors
+        self.proposal_fn = proposal_fn
         self.stride = stride
         self.register_buffer("base_anchors",
                              anchor_ops.make_base_anchors(anchor_sizes, anchor_ratios), persistent=False)
@@ -89,7 +111,7 @@ class RegionProposalNetwork(nn.Module):
 
     def anchors_for(self, features):
         """All anchors of the (padded) feature map, [A, 4] in input-image pixels."""
-        return anchor_ops.grid_anchors(self.base_anchors, features.shape[-2:], self.stride)
+        return self.anchor_fn(self.base_anchors, tuple(features.shape[-2:]), self.stride)
 
     def forward(self, features, image_sizes, targets=None, propose=True):
         """Returns (proposals list[[P, 4]], scores list[[P]], losses dict).
@@ -108,23 +130,43 @@ class RegionProposalNetwork(nn.Module):
         anchors = self.anchors_for(features)
         proposals = scores = None
         if propose:
-            mode = 0 if self.training else 1
-            ablations = {} if self.training else dict(
-                order=self.test_order, apply_deltas=self.test_apply_deltas, generator=self.generator)
-            proposals, scores = generate_proposals(
-                anchors, pred_logits.detach(), pred_deltas, image_sizes,
-                pre_nms_top_n=self.pre_nms_top_n[mode], post_nms_top_n=self.post_nms_top_n[mode],
-                nms_thresh=self.nms_thresh, min_size=self.min_size,
-                differentiable=self.training, **ablations)
+            proposals, scores = self.propose(anchors, pred_logits.detach(), pred_deltas,
+                                             image_sizes)
         losses = {}
         if targets is not None:
             losses = self.loss(anchors, pred_logits, pred_deltas, image_sizes, targets)
         return proposals, scores, losses
 
+    def propose(self, anchors, objectness, deltas, image_sizes):
+        """The proposal layer: the library's, or `proposal_fn` (called positionally, on
+        detached deltas: a student's layer is not asked to keep the graph). In training mode
+        the library's keeps the deltas' graph (see `forward`)."""
+        mode = 0 if self.training else 1
+        settings = (self.pre_nms_top_n[mode], self.post_nms_top_n[mode], self.nms_thresh,
+                    self.min_size)
+        if self.proposal_fn is not None:
+            if not self.training and (self.test_order, self.test_apply_deltas) != ("score", True):
+                raise ValueError("the test-time ablations (test_order, test_apply_deltas) need "
+                                 "the library's proposal layer: set proposal_fn=None")
+            return self.proposal_fn(anchors, objectness, deltas.detach(), image_sizes, *settings)
+        ablations = dict(differentiable=True) if self.training else dict(
+            order=self.test_order, apply_deltas=self.test_apply_deltas, generator=self.generator)
+        return generate_proposals(anchors, objectness, deltas, image_sizes, *settings, **ablations)
+
+    def _labels(self, anchors, gt_boxes, valid):
+        """(labels, matched gt) from `label_fn`; a function that returns the labels alone gets
+        each anchor's box of highest IoU as its match."""
+        out = self.label_fn(anchors, gt_boxes, self.pos_iou, self.neg_iou, valid)
+        if isinstance(out, (tuple, list)):
+            return out
+        matched = box_iou(anchors, gt_boxes).argmax(dim=1) if len(gt_boxes) else \
+            torch.full_like(out, -1)
+        return out, matched
+
     def assign_targets(self, anchors, image_size, gt_boxes):
         """Labels (1 / 0 / -1 after sampling 256) and regression targets for one image."""
         valid = anchor_ops.inside_image(anchors, image_size)
-        labels, matched = label_anchors(anchors, gt_boxes, self.pos_iou, self.neg_iou, valid=valid)
+        labels, matched = self._labels(anchors, gt_boxes, valid)
         labels = sample_labels(labels, self.batch_size_per_image, self.positive_fraction)
         gt_deltas = torch.zeros_like(anchors)
         positive = labels == 1
