@@ -94,7 +94,9 @@ def test_proposal_stages_inside_only(outputs):
     boxes, scores = generate_proposals(outputs["anchors"][valid], outputs["logits"][valid][None],
                                        outputs["deltas"][valid][None], [(160, 160)])
     assert inside["anchors"] == int(valid.sum()) == 444 and inside["pre_nms"] == 444
-    assert torch.equal(inside["boxes"], boxes[0]) and torch.equal(inside["scores"], scores[0])
+    # the scores: same values up to one float32 ulp (the sigmoid runs on vectors of other lengths)
+    assert torch.equal(inside["boxes"], boxes[0])
+    torch.testing.assert_close(inside["scores"], scores[0], rtol=0, atol=1e-7)
     none_inside = dict(outputs, image_size=(8, 8))  # every anchor crosses the border of 8 x 8
     empty = P.proposal_stages(none_inside, inside_only=True)
     assert empty["boxes"].shape == (0, 4) and empty["scores"].shape == (0,)

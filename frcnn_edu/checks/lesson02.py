@@ -153,7 +153,7 @@ def check_bin_edges(fn):
             (hint, _variant_bins(x1, x2, pooled, stride, **v)) for v, hint in _BIN_HINTS],
         hint="bin p spans floor(p * size) .. ceil((p + 1) * size) cells after the start, with "
              "size = (number of cells) / pooled",
-        forbidden=["frcnn_edu.roi_ops._pool_bins", "frcnn_edu.widgets.roi_pooling.roi_pool_bins"],
+        forbidden=["frcnn_edu.roi_ops.pool_bins", "frcnn_edu.widgets.roi_pooling.roi_pool_bins"],
         name="bin_edges",
         passed=f"your bin edges match frcnn_edu.roi_ops on {len(cases)} cases (halves, one-cell "
                "RoIs, more bins than cells, strides 1 to 32).")
