@@ -25,7 +25,7 @@ from frcnn_edu.student import make_student_copy
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = ROOT / "notebooks" / "03_anchors_iou_labeling.ipynb"
 LESSON03 = ["lesson03.anchor_shape", "lesson03.anchor_count", "lesson03.labels_by_hand",
-            "lesson03.sampled_counts"]
+            "lesson03.label_anchors", "lesson03.sampled_counts"]
 
 
 def _env():
@@ -88,14 +88,14 @@ def test_grader_exits_0_and_writes_one_row_per_submission(graded):
 @slow
 def test_full_marks_zero_and_partial(graded):
     _, rows = graded
-    assert rows["full"]["total"] == "4" and all(rows["full"][ex] == "pass" for ex in LESSON03)
+    assert rows["full"]["total"] == "5" and all(rows["full"][ex] == "pass" for ex in LESSON03)
     assert rows["full"]["run"] == "ok"
     assert rows["untouched"]["total"] == "0"
     assert all(rows["untouched"][ex].startswith("fail: ") and "not filled in" in rows["untouched"][ex]
                for ex in LESSON03), rows["untouched"]
     assert rows["untouched"]["run"] == "ok", "a student copy runs top to bottom"
     partial = rows["raises"]
-    assert partial["total"] == "3" and "not filled in" in partial["lesson03.sampled_counts"]
+    assert partial["total"] == "4" and "not filled in" in partial["lesson03.sampled_counts"]
     assert "1 cell(s) raised" in partial["run"]
 
 

@@ -150,3 +150,28 @@ def test_lesson06_says_what_held_with_the_numbers_its_tables_print():
     stray = [f"cell {i}: {n}" for i, text in paragraphs for n in DECIMAL.findall(text)
              if n not in printed and n not in PAPER_ARITHMETIC]
     assert not stray, f"numbers no output of lesson 06 prints: {stray}"
+
+
+# Lesson 07 may quote the paper's Table 2 (COCO mask AP) beside our numbers.
+MASK_RCNN_PAPER = {"30.3": "Table 2b/2c: RoIAlign + sigmoid", "26.9": "Table 2c: RoIPool",
+                   "24.8": "Table 2b: softmax",
+                   "0.5": "the mask threshold / IoU", "0.95": "the top IoU threshold",
+                   "0.90": "the box-mAP reference of RESULTS.md"}
+
+
+def test_lesson07_quotes_the_numbers_its_outputs_and_results_print():
+    """The paragraphs after lesson 07's results tables ("What we measured") quote numbers that
+    the tables above them print (from mask_rcnn.json) or the paper's Table 2."""
+    nb = nbformat.read(ROOT / "notebooks" / "07_mask_rcnn.ipynb", as_version=4)
+    printed = set(DECIMAL.findall(_outputs(nb)))
+    paragraphs = [(i, c.source) for i, c in enumerate(nb.cells)
+                  if c.cell_type == "markdown" and c.source.startswith("**What we measured")]
+    assert len(paragraphs) == 2, "one paragraph after the study, one after the command-line runs"
+    stray = [f"cell {i}: {n}" for i, text in paragraphs for n in DECIMAL.findall(text)
+             if n not in printed and n not in MASK_RCNN_PAPER]
+    assert not stray, f"numbers no output of lesson 07 prints: {stray}"
+    results = load_results("mask_rcnn")
+    rows = results["study"]["rows"]
+    table = _outputs(nb)
+    for name, row in rows.items():  # the saved table is the results file's
+        assert f"{100 * row['AP']:.1f}" in table, name

@@ -301,12 +301,10 @@ def _labeling_variants(anchors, gt_boxes, pos_iou, neg_iou, valid):
     ]
 
 
+@exercise("lesson03.label_anchors")
 def check_label_anchors(fn):
     """fn(anchors [A, 4], gt_boxes [G, 4], pos_iou, neg_iou, valid [A] bool) -> labels [A]
-    (1 / 0 / -1) by the four rules of Faster R-CNN sec. 3.1.2, like `label_anchors`.
-
-    Not yet in lesson 03 (its cell could not be executed and saved in time): register it with
-    @exercise("lesson03.label_anchors") when the lesson gets the exercise cell."""
+    (1 / 0 / -1) by the four rules of Faster R-CNN sec. 3.1.2, like `label_anchors`."""
     cases = _labeling_cases()
     return harness.check_function(
         fn, _library_labels, cases, lambda got, want, args: torch.equal(got, want),
