@@ -49,7 +49,7 @@ from .data.spec import SYNTAX, DataError, held_out_spec, open_dataset, split_spe
 from .inference import evaluate
 from .models import shapes_faster_rcnn, shapes_mask_rcnn
 from .models.build import BACKBONES, PAPER_FREEZE, WeightsError, build_faster_rcnn, freeze_blocks
-from .training import load_weights, save_atomic, train_four_step, train_joint
+from .training import distributed, load_weights, save_atomic, train_four_step, train_joint
 from .training.checkpoint import write_text_atomic
 
 
@@ -105,10 +105,11 @@ FLAGS = {"method": "--method", "minutes": "--minutes", "seed": "--seed", "lr": "
          "model.pooler": "--pooler", "model.image_scale": "--image-scale",
          "model.num_classes": "the dataset's number of classes", "data": "--data",
          "eval_data": "--eval-data", "steps": "--steps", "model.backbone": "--backbone",
-         "weights": "--weights", "freeze": "--freeze", "masks": "--masks"}
+         "weights": "--weights", "freeze": "--freeze", "masks": "--masks",
+         "processes": "the number of processes (torchrun --nproc_per_node)"}
 # what a config.json written before these settings existed trained with
 LEGACY = {"data": "shapes", "model.backbone": "tinyvgg", "weights": "imagenet", "freeze": 0,
-          "masks": False}
+          "masks": False, "processes": 1}
 
 
 def _flat(config, prefix=""):
@@ -248,11 +249,12 @@ def _held_out(args, data):
 
 def cmd_train(args):
     out = Path(args.out)
-    device = _device(args.device)
+    device = distributed.init_from_env(_device(args.device))  # under torchrun: join the others
+    rank, world = distributed.world()
     _resolve_settings(args)
     data = _dataset(args.data, "train", args.train_images, masks=args.masks)  # bad folder: here
     eval_spec, held = _held_out(args, data)
-    config = _train_config(args, data)
+    config = dict(_train_config(args, data), processes=world)
     _check_resume(out, config)  # before anything in the folder is written
 
     joint = "exact" if args.method == "joint-exact" else "approximate"
@@ -266,25 +268,31 @@ def cmd_train(args):
         make_model()  # the same check; the seed is set after it, so the run is unchanged
     torch.manual_seed(args.seed)
     model = make_model() if args.method != "four-step" else None
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(json.dumps(config, indent=2) + "\n", out / "config.json")
-    write_text_atomic(json.dumps(list(data.classes)) + "\n", out / "classes.json")
+    if rank == 0:  # process 0 writes; the others train beside it (training/distributed.py)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(json.dumps(config, indent=2) + "\n", out / "config.json")
+        write_text_atomic(json.dumps(list(data.classes)) + "\n", out / "classes.json")
     if args.method in ("joint", "joint-exact"):
         histories = [train_joint(model, data, **budget, **common)]
     else:
         model, hist = train_four_step(make_model, data, **budget, **common)
         histories = list(hist.values())
+    if rank > 0:
+        distributed.close()  # waits for process 0's evaluation
+        return
     steps, seconds = training_steps_and_seconds(histories)
     save_atomic(model.state_dict(), out / "model.pt")
     metrics = (evaluate(model, held, device=device) if held is not None else
                {"mAP": None, "note": f"no held-out data for --data {args.data}: pass --eval-data, "
                                      f"or run `python -m frcnn_edu evaluate {out} --data ...`"})
     metrics.update(method=args.method, train_seconds=round(seconds, 1), train_steps=steps,
-                   train_images_per_second=round(2 * steps / seconds, 2) if seconds > 0 else None,
+                   train_images_per_second=(round(2 * world * steps / seconds, 2) if seconds > 0
+                                            else None),
                    device=device, threads=torch.get_num_threads(), evaluated_on=eval_spec,
                    settings=config)
     write_text_atomic(json.dumps(metrics, indent=2) + "\n", out / "metrics.json")
     print(json.dumps(metrics, indent=2))
+    distributed.close()
 
 
 def training_steps_and_seconds(histories):

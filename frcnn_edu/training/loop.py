@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ..data.transforms import RandomHorizontalFlip
 from ..losses import NonFiniteError
 from ..models.batching import check_image, check_targets
+from . import distributed
 from .checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint
 
 
@@ -88,14 +89,26 @@ def lr_at(step, progress, lr, warmup, drops):
     return lr * factor * 0.1 ** sum(progress >= d for d in drops)
 
 
-def _batches(dataset, batch_size, seed, epoch, flip):
-    """Mini-batches of one epoch; random horizontal flips (Fast R-CNN sec. 2.3) when `flip`."""
+def _batches(dataset, batch_size, seed, epoch, flip, rank=0, world=1):
+    """Mini-batches of one epoch; random horizontal flips (Fast R-CNN sec. 2.3) when `flip`.
+
+    With `world` processes, each global batch holds world x batch_size images and process
+    `rank` gets the rank-th slice; the flip of every image of the global batch is drawn in every
+    process (one draw per image, in order), so the processes together see the images and flips
+    of a one-process run with batch_size world x batch_size."""
     order = epoch_order(len(dataset), seed, epoch).tolist()
     flipper = RandomHorizontalFlip(0.5 if flip else 0.0,
                                    generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-    for start in range(0, len(order) - batch_size + 1, batch_size):
-        indices = order[start:start + batch_size]
-        items = [flipper(*dataset[i]) for i in indices]
+    step = batch_size * world
+    for start in range(0, len(order) - step + 1, step):
+        mine = range(start + rank * batch_size, start + (rank + 1) * batch_size)
+        indices, items = [], []
+        for k in range(start, start + step):
+            if k in mine:
+                indices.append(order[k])
+                items.append(flipper(*dataset[order[k]]))
+            else:  # another process's image: draw its flip all the same
+                torch.rand((), generator=flipper.generator)
         yield indices, [img for img, _ in items], [t for _, t in items]
 
 
@@ -180,7 +193,8 @@ def _plan(steps, epochs, minutes, steps_per_epoch):
     """Total steps of a steps or epochs budget; None for minutes (the clock decides)."""
     check_budget(steps, epochs, minutes)
     if steps_per_epoch == 0:
-        raise ValueError("the dataset holds fewer images than batch_size")
+        raise ValueError("the dataset holds fewer images than one step takes (batch_size, times "
+                         "the number of processes when training on several)")
     if minutes is not None:
         return None
     return steps if steps is not None else epochs * steps_per_epoch
@@ -262,12 +276,19 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
     return the dict of named losses. The loop still sets the learning rate before each call,
     batches, flips, checkpoints and records the history (lesson 05's exercise trains with it).
     """
+    rank, world = distributed.world()
     if step_fn is None:
         step_fn = functools.partial(training_step, forward=forward)
     elif forward is not default_forward:
         raise ValueError("give forward= or step_fn=, not both: a step_fn computes its own losses")
+    elif world > 1:
+        raise ValueError("step_fn runs the model's parts itself, outside DistributedDataParallel, "
+                         "so the processes' gradients would not be averaged: train it in one "
+                         "process")
     settings = run_settings(steps, epochs, minutes, optimizer, lr, momentum, weight_decay,
                             batch_size, seed, warmup, lr_drops, flip)
+    if world > 1:  # a resume must split the batches the same way
+        settings["processes"] = world
     device = torch.device(device) if device is not None else next(model.parameters()).device
     payload = read_checkpoint(out, map_location=device) if out else None
     if payload is not None:  # compare first: a refused resume touches neither model nor folder
@@ -278,20 +299,25 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
     state = restore_checkpoint(payload, model, optimizer) if payload is not None else None
     state = state or {"step": 0, "epoch": 0, "total_steps": None, "history": [], "elapsed": 0.0}
     state["settings"] = settings
-    per_epoch = len(dataset) // batch_size
+    per_epoch = len(dataset) // (batch_size * world)
     total = state["total_steps"] or _plan(steps, epochs, minutes, per_epoch)
-    bar = tqdm(total=total, initial=state["step"], desc=desc, disable=not progress, leave=False)
+    runner = distributed.wrap(model, device) if world > 1 else model  # averages the gradients
+    bar = tqdm(total=total, initial=state["step"], desc=desc, disable=not progress or rank > 0,
+               leave=False)
     started = time.perf_counter() - state["elapsed"]
     since = (state["step"], state["elapsed"])  # where the bar's estimate is timed from
     finished = state["total_steps"] is not None and state["step"] >= state["total_steps"]
     while not finished:
-        for indices, images, targets in _batches(dataset, batch_size, seed, state["epoch"], flip):
-            done = _progress(state, total, minutes, time.perf_counter() - started)
+        for indices, images, targets in _batches(dataset, batch_size, seed, state["epoch"], flip,
+                                                 rank, world):
+            # process 0's clock decides for all (a minutes budget ends on the same step)
+            done = distributed.agree(_progress(state, total, minutes, time.perf_counter() - started))
             if done >= 1:
                 break
             _check_batch(images, indices, state["step"])
             rate = lr_at(state["step"], done, lr, warmup, lr_drops)
-            record = _step(model, optimizer, step_fn, *_to(device, images, targets), state["step"], rate)
+            record = _step(runner, optimizer, step_fn, *_to(device, images, targets), state["step"], rate)
+            record = distributed.mean_over_processes(record)
             state["step"] += 1
             state["history"].append({"step": state["step"], "epoch": state["epoch"], "lr": rate,
                                      "time": time.perf_counter() - started,
@@ -305,12 +331,12 @@ def train(model, dataset, *, steps=None, epochs=None, minutes=None, batch_size=2
                     since = (state["step"], time.perf_counter() - started)
             bar.set_postfix(loss=f"{state['history'][-1]['loss']:.3f}")
         state["epoch"] += 1
-        elapsed = time.perf_counter() - started
+        elapsed = distributed.agree(time.perf_counter() - started)
         finished = _progress(state, total, minutes, elapsed) >= 1
         if finished:
             total = state["step"]
         state["elapsed"], state["total_steps"] = elapsed, total
-        if out:
+        if out and rank == 0:
             save_checkpoint(out, model, optimizer, state)
     bar.close()
     model.eval()
