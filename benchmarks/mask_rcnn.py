@@ -1,9 +1,10 @@
 """Mask R-CNN on the shapes: the command line's runs with and without masks, and the mask-branch
 study of the paper's Table 2b / 2c; writes benchmarks/results/mask_rcnn.json.
 
-    python benchmarks/mask_rcnn.py [--runs runs/mask_bench] [--minutes 10] [--steps 150]
+    python benchmarks/mask_rcnn.py [--runs runs/mask_bench] [--minutes 10 | --cli-steps 2000] [--steps 150]
 
-1. `python -m frcnn_edu train --minutes M` and `train --masks --minutes M` (seed 0), one after
+1. `python -m frcnn_edu train --minutes M` and `train --masks --minutes M` (seed 0; or both
+   `--steps S`, the same work whatever the machine's load), one after
    the other, into <runs>/boxes and <runs>/masks; a folder that already holds a finished run is
    read, not retrained. Box mAP@0.5 (VOC), COCO box and mask AP, steps, seconds.
 2. `frcnn_edu.training.mask_branch.mask_branch_study`: each variant's mask head trained for
@@ -35,17 +36,20 @@ def _load():
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def cli_run(folder, minutes, masks):
-    """Train (unless finished) and return the run's metrics that the results keep."""
+def cli_run(folder, minutes, masks, steps=None):
+    """Train (unless finished) and return the run's metrics that the results keep: a budget of
+    `steps` when given (the same work on a busy machine), else of `minutes`."""
     metrics = folder / "metrics.json"
     load_before = _load()
     if not metrics.exists():
-        cmd = [sys.executable, "-m", "frcnn_edu", "train", "--out", str(folder),
-               "--minutes", str(minutes), "--seed", "0"] + (["--masks"] if masks else [])
+        budget = ["--steps", str(steps)] if steps else ["--minutes", str(minutes)]
+        cmd = [sys.executable, "-m", "frcnn_edu", "train", "--out", str(folder), *budget,
+               "--seed", "0"] + (["--masks"] if masks else [])
         subprocess.run(cmd, check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     m = json.loads(metrics.read_text())
     row = {k: m[k] for k in KEEP if k in m}
-    row.update(minutes=minutes, masks=masks, load_average_at_read=load_before)
+    row.update(minutes=None if steps else minutes, steps_budget=steps, masks=masks,
+               load_average_at_read=load_before, load_average_after=_load())
     return row
 
 
@@ -83,6 +87,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", default="runs/mask_bench")
     p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--cli-steps", type=int, default=None,
+                   help="budget the two command-line runs in steps instead of --minutes")
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mask_rcnn.json"))
     p.add_argument("--step-cost-only", action="store_true",
@@ -95,8 +101,8 @@ def main(argv=None):
         print(json.dumps(result["step_cost"], indent=2))
         return
     runs = Path(args.runs)
-    result = {"cli": {"boxes": cli_run(runs / "boxes", args.minutes, False),
-                      "masks": cli_run(runs / "masks", args.minutes, True)}}
+    result = {"cli": {"boxes": cli_run(runs / "boxes", args.minutes, False, args.cli_steps),
+                      "masks": cli_run(runs / "masks", args.minutes, True, args.cli_steps)}}
     load, start = _load(), time.perf_counter()
     study = mask_branch_study(ShapesDataset("train", num_images=200, masks=True),
                               ShapesDataset("test", num_images=100, masks=True), steps=args.steps)
