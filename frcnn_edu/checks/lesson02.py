@@ -475,10 +475,10 @@ def _gradient_check(fn, cases, forbidden):
             mask = torch.zeros(R, deltas.shape[1] // 4, 4, dtype=torch.bool)
             mask[torch.arange(R), labels] = True
             mask[labels == 0] = False
-            mask = mask.reshape(R, -1)
-            if grad[~mask].abs().max() > 0 if (~mask).any() else False:
-                bg = (grad[labels == 0] != 0).any() if (labels == 0).any() else False
-                where = "on a background RoI's row" if bg else "on the columns of a class that is not the RoI's"
+            leaks = (grad != 0) & ~mask.reshape(R, -1)
+            if bool(leaks.any()):
+                where = ("on a background RoI's row" if bool(leaks[labels == 0].any())
+                         else "on the columns of a class that is not the RoI's")
                 return Result(False, f"loss_box's gradient with respect to box_regression is not zero "
                                      f"{where}: only the 4 outputs of the true class of each "
                                      "foreground RoI may be pulled")
