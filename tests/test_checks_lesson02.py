@@ -3,9 +3,11 @@ a stub (NotImplementedError) is reported, never raised."""
 import math
 
 import torch
+import torch.nn.functional as F
 
 from frcnn_edu import checks
 from frcnn_edu.checks import lesson02 as L
+from frcnn_edu.losses import fast_rcnn_loss, smooth_l1
 from frcnn_edu.matching import sample_proposals
 from frcnn_edu.roi_ops import roi_pool, roi_pool_loop
 
@@ -144,3 +146,111 @@ def test_check_svd_params():
 
 def test_library_svd_weights_follow_the_formula():
     assert L._library_svd_weights(12, 40, 5) == (12 * 40, 5 * (12 + 40))
+
+
+# ------------------------------------------------------------------ exercise 3: the multi-task loss
+
+def _sl1(x, beta=1.0):
+    x = x.abs()
+    return torch.where(x < beta, 0.5 * x * x / beta, x - 0.5 * beta)
+
+
+def _loss(class_logits, box_regression, labels, targets, slip=None):
+    """The lesson's answer, or the same with one slip."""
+    R = len(labels)
+    cls = F.cross_entropy(class_logits, labels, reduction="sum" if slip == "cls_sum" else "mean")
+    deltas = box_regression.reshape(R, -1, 4)
+    fg = torch.where(labels > 0)[0]
+    if slip == "all_classes":
+        box = _sl1(deltas[fg] - targets[fg][:, None]).sum()
+    elif slip == "background":
+        box = _sl1(deltas[torch.arange(R), labels] - targets).sum()
+    elif slip == "off_by_one":
+        box = _sl1(deltas[fg, labels[fg] - 1] - targets[fg]).sum()
+    elif slip == "beta_ninth":
+        box = _sl1(deltas[fg, labels[fg]] - targets[fg], 1 / 9).sum()
+    else:
+        box = _sl1(deltas[fg, labels[fg]] - targets[fg]).sum()
+    box = box / max(len(fg), 1) if slip == "mean_fg" else box / R
+    return cls, box
+
+
+def test_check_fast_rcnn_loss_right():
+    res = L.check_fast_rcnn_loss(_loss)
+    assert res and "26 cases" in res.message and res.exercise == "lesson02.fast_rcnn_loss"
+    assert L.check_fast_rcnn_loss(lambda *a: tuple(t.double() for t in _loss(*a)))
+
+
+def test_fast_rcnn_loss_cases_cover_the_edges():
+    cases = L._loss_cases()
+    assert len(cases) >= 26
+    assert any(int((c[2] > 0).sum()) == 0 for c in cases)             # no foreground RoI
+    assert any(bool((c[2] > 0).all()) and len(c[2]) > 1 for c in cases)  # all foreground
+    assert sum(len(c[2]) == 1 for c in cases) >= 2                      # one RoI, fg and bg
+
+
+def test_check_fast_rcnn_loss_calls_positionally():
+    def renamed(scores, deltas, u, v):
+        return _loss(scores, deltas, u, v)
+
+    assert L.check_fast_rcnn_loss(renamed)
+
+
+def test_check_fast_rcnn_loss_wrong_with_hints():
+    res = L.check_fast_rcnn_loss(lambda *a: _loss(*a, slip="all_classes"))
+    assert not res and "only the 4 outputs of the RoI's true class" in res.message
+    res = L.check_fast_rcnn_loss(lambda *a: _loss(*a, slip="background"))
+    assert not res and "switches the box loss off for background" in res.message
+    res = L.check_fast_rcnn_loss(lambda *a: _loss(*a, slip="mean_fg"))
+    assert not res and "not by the number of foreground RoIs" in res.message
+    res = L.check_fast_rcnn_loss(lambda *a: _loss(*a, slip="off_by_one"))
+    assert not res and "slot for the background" in res.message
+    res = L.check_fast_rcnn_loss(lambda *a: _loss(*a, slip="beta_ninth"))
+    assert not res and "beta = 1, the paper's" in res.message
+    res = L.check_fast_rcnn_loss(lambda *a: _loss(*a, slip="cls_sum"))
+    assert not res and "MEAN cross-entropy" in res.message
+    res = L.check_fast_rcnn_loss(lambda *a: _loss(*a)[::-1])
+    assert not res and "wrong order" in res.message
+
+
+def test_check_fast_rcnn_loss_checks_the_gradient():
+    def leaky(class_logits, box_regression, labels, targets):
+        cls, box = _loss(class_logits, box_regression.detach(), labels, targets)
+        return cls, box + box_regression.sum() - box_regression.sum().detach()   # same value
+
+    res = L.check_fast_rcnn_loss(leaky)
+    assert not res and "gradient" in res.message and "not zero" in res.message
+    res = L.check_fast_rcnn_loss(lambda *a: tuple(float(t.detach()) for t in _loss(*a)))
+    assert not res and "keeps the graph" in res.message
+
+
+def test_check_fast_rcnn_loss_refuses_the_library_and_smooth_l1():
+    res = L.check_fast_rcnn_loss(fast_rcnn_loss)
+    assert not res and "calls frcnn_edu.losses.fast_rcnn_loss" in res.message
+    res = L.check_fast_rcnn_loss(lambda *a: fast_rcnn_loss(*a))
+    assert not res and "calls frcnn_edu.losses.fast_rcnn_loss" in res.message
+
+    def torch_smooth(c, b, u, v):
+        fg = torch.where(u > 0)[0]
+        t_u = b.reshape(len(u), -1, 4)[fg, u[fg]]
+        return F.cross_entropy(c, u), F.smooth_l1_loss(t_u, v[fg], reduction="sum") / len(u)
+
+    res = L.check_fast_rcnn_loss(torch_smooth)
+    assert not res and "calls torch.nn.functional.smooth_l1_loss" in res.message
+
+    def library_smooth(c, b, u, v):
+        fg = torch.where(u > 0)[0]
+        return F.cross_entropy(c, u), smooth_l1(b.reshape(len(u), -1, 4)[fg, u[fg]], v[fg]) / len(u)
+
+    res = L.check_fast_rcnn_loss(library_smooth)
+    assert not res and "calls frcnn_edu.losses.smooth_l1" in res.message
+
+
+def test_check_fast_rcnn_loss_stub_and_none():
+    assert L.check_fast_rcnn_loss(_stub).status == "todo"
+    assert L.check_fast_rcnn_loss(None).status == "todo"
+
+
+def test_fast_rcnn_loss_reference_keeps_tensors():
+    cls, box = checks.use_or_reference(None, "lesson02.fast_rcnn_loss")(*L.EX_LOSS_ARGS)
+    assert torch.is_tensor(cls) and torch.is_tensor(box)

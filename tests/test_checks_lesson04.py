@@ -6,10 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from frcnn_edu import checks
-from frcnn_edu.boxes import box_iou, encode_boxes
+from frcnn_edu.boxes import box_iou, clip_boxes, decode_boxes, encode_boxes, nms
 from frcnn_edu.checks import lesson04 as L
 from frcnn_edu.evaluation import proposal_recall
 from frcnn_edu.losses import rpn_loss, smooth_l1
+from frcnn_edu.models.rpn import RegionProposalNetwork
+from frcnn_edu.proposals import generate_proposals
 
 
 def _stub(*args, **kwargs):
@@ -304,3 +306,99 @@ def test_check_recall_stub():
 def test_result_repr():
     assert repr(L.check_smooth_l1(_smooth)).startswith("Correct: ")
     assert repr(L.check_recall(_stub)).startswith("Not yet: ")
+
+
+# ------------------------------------------------------------------ exercise 5: the proposal layer
+
+def _layer(anchors, objectness, deltas, image_sizes, pre_nms_top_n, post_nms_top_n, nms_thresh,
+           min_size, slip=None):
+    """The lesson's answer, or the same with one slip."""
+    all_boxes, all_scores = [], []
+    for logits, d, size in zip(objectness, deltas, image_sizes):
+        if slip == "swap":
+            d = d[:, [1, 0, 3, 2]]
+        boxes = decode_boxes(anchors, d)
+        if slip != "no_clip":
+            boxes = clip_boxes(boxes, size)
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        keep = (w > 0) & (h > 0)
+        if slip != "no_min_size":
+            keep &= (w >= min_size) & (h >= min_size)
+        boxes, logits = boxes[keep], logits[keep]
+        if slip == "nms_first":
+            kept = nms(boxes, logits, nms_thresh)[:pre_nms_top_n][:post_nms_top_n]
+        else:
+            order = torch.sort(logits, descending=True, stable=True).indices[:pre_nms_top_n]
+            boxes, logits = boxes[order], logits[order]
+            kept = nms(boxes, logits, nms_thresh)[:post_nms_top_n]
+        all_boxes.append(boxes[kept])
+        all_scores.append(logits[kept] if slip == "logits" else torch.sigmoid(logits[kept]))
+    return all_boxes, all_scores
+
+
+def test_check_proposal_layer_right():
+    res = L.check_proposal_layer(_layer)
+    assert res and "28 cases" in res.message and res.exercise == "lesson04.proposal_layer"
+
+
+def test_proposal_layer_cases_cover_the_edges():
+    cases = L._proposal_cases()
+    assert len(cases) >= 27
+    want = [generate_proposals(*c) for c in cases]
+    assert any(all(len(b) == 0 for b in boxes) for boxes, _ in want)          # nothing survives
+    assert any(len(b) < c[5] for (boxes, _), c in zip(want, cases) for b in boxes)  # < top-N
+    assert any(len(c[3]) == 2 and c[3][0] != c[3][1] for c in cases)       # two image sizes
+    assert any(len(c[1][0].unique()) < c[1].shape[1] for c in cases)       # tied logits
+
+
+def test_check_proposal_layer_calls_positionally():
+    def renamed(a, z, t, sizes, pre, post, iou, smallest):
+        return _layer(a, z, t, sizes, pre, post, iou, smallest)
+
+    assert L.check_proposal_layer(renamed)
+
+
+def test_check_proposal_layer_wrong_with_hints():
+    res = L.check_proposal_layer(lambda *a: _layer(*a, slip="no_clip"))
+    assert not res and "clip the decoded boxes" in res.message
+    res = L.check_proposal_layer(lambda *a: _layer(*a, slip="no_min_size"))
+    assert not res and "below min_size" in res.message
+    res = L.check_proposal_layer(lambda *a: _layer(*a, slip="nms_first"))
+    assert not res and "pre_nms_top_n best-scored boxes FIRST" in res.message
+    res = L.check_proposal_layer(lambda *a: _layer(*a, slip="logits"))
+    assert not res and "sigmoid(logit), a probability" in res.message
+    res = L.check_proposal_layer(lambda *a: _layer(*a, slip="swap"))
+    assert not res and "(tx, ty, tw, th) in that order" in res.message
+
+
+def test_check_proposal_layer_wrong_shapes_are_explained():
+    res = L.check_proposal_layer(lambda *a: _layer(*a)[0])
+    assert not res and "pair (boxes, scores)" in res.message
+    res = L.check_proposal_layer(lambda *a: (torch.cat(_layer(*a)[0]), torch.cat(_layer(*a)[1])))
+    assert not res
+
+
+def test_check_proposal_layer_refuses_the_library():
+    res = L.check_proposal_layer(generate_proposals)
+    assert not res and "calls frcnn_edu.proposals.generate_proposals" in res.message
+    res = L.check_proposal_layer(lambda *a: generate_proposals(*a))
+    assert not res and "calls frcnn_edu.proposals.generate_proposals" in res.message
+
+
+def test_check_proposal_layer_stub_and_none():
+    assert L.check_proposal_layer(_stub).status == "todo"
+    assert L.check_proposal_layer(None).status == "todo"
+
+
+def test_student_proposal_layer_runs_inside_the_rpn():
+    torch.manual_seed(0)
+    rpn = RegionProposalNetwork(8, stride=16, anchor_sizes=(16, 32), anchor_ratios=(1.0,),
+                                proposal_fn=_layer).eval()
+    features = torch.randn(2, 8, 4, 5)
+    sizes = [(64, 80), (50, 70)]
+    with torch.no_grad():
+        mine, mine_scores, _ = rpn(features, sizes)
+        rpn.proposal_fn = None
+        lib, lib_scores, _ = rpn(features, sizes)
+    for a, b, s, t in zip(mine, lib, mine_scores, lib_scores):
+        assert torch.equal(a, b) and torch.allclose(s, t)

@@ -1,19 +1,24 @@
-"""Checkers for lesson 02 (Fast R-CNN: RoI pooling, hierarchical sampling, truncated SVD).
+"""Checkers for lesson 02 (Fast R-CNN: RoI pooling, the multi-task loss, hierarchical sampling,
+truncated SVD).
 
     check_bin_edges(fn)          fn(x1, x2, pooled, stride) -> [(start, end), ...] bins along one axis
     check_roi_pool(answer)       RoI pooling of EX_ROI on FEATURE (EX_OUTPUT_SIZE), by hand
+    check_fast_rcnn_loss(fn)     fn(class_logits [R, K+1], box_regression [R, 4(K+1)], labels [R],
+                                 regression_targets [R, 4]) -> (loss_cls, loss_box), eq. 1
     check_minibatch(n_fg, n_bg)  foreground / background RoIs in the mini-batch of MINIBATCH_IMAGES
     check_svd_params(fn)         fn(u, v, t) -> (weights before, weights after) truncated SVD
 
-Each compares with the library (``frcnn_edu.roi_ops``, ``frcnn_edu.matching``,
-``frcnn_edu.models.RoIHead.compress_fc``) and names the likely slip when the answer is wrong.
+Each compares with the library (``frcnn_edu.roi_ops``, ``frcnn_edu.losses.fast_rcnn_loss``,
+``frcnn_edu.matching``, ``frcnn_edu.models.RoIHead.compress_fc``) and names the likely slip when the answer is wrong.
 """
 import functools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from frcnn_edu import losses as _losses
 from frcnn_edu.matching import sample_proposals
 from frcnn_edu.models import RoIHead
 from frcnn_edu.roi_ops import pool_bins, roi_pool
@@ -23,7 +28,8 @@ from .result import REFERENCES, Result, exercise, not_filled_in
 
 __all__ = ["FEATURE", "STRIDE", "DEMO_ROI", "EX_ROI", "EX_OUTPUT_SIZE", "MINIBATCH_IMAGES",
            "ROIS_PER_IMAGE", "FG_FRACTION", "expected_roi_pool", "expected_minibatch",
-           "check_bin_edges", "check_roi_pool", "check_minibatch", "check_svd_params"]
+           "check_bin_edges", "check_roi_pool", "check_minibatch", "check_svd_params",
+           "EX_LOSS_ARGS", "check_fast_rcnn_loss"]
 
 #: A small one-channel feature map [6, 8] (integers, so it can be pooled by hand) ...
 FEATURE = torch.tensor([[2, 2, 2, 6, 5, 0, 3, 4],
@@ -40,7 +46,7 @@ DEMO_ROI = (20.0, 24.0, 80.0, 56.0)
 EX_ROI = (24.0, 40.0, 104.0, 72.0)
 EX_OUTPUT_SIZE = (2, 3)
 
-#: Exercise 3: (foreground, background, ignored) proposals of the two images of a mini-batch.
+#: Exercise 4: (foreground, background, ignored) proposals of the two images of a mini-batch.
 MINIBATCH_IMAGES = ((40, 300, 150), (9, 40, 60))
 ROIS_PER_IMAGE, FG_FRACTION = 64, 0.25
 
@@ -300,5 +306,212 @@ def check_svd_params(fn):
         hint=_svd_hint, name="svd_weights",
         passed=f"t (u + v) instead of u v on {len(cases)} layers: matches RoIHead.compress_fc.")
 
+
+# ----------------------------------------------------------------------------- exercise 3
+def _loss_case(seed, num_rois, num_classes, fg_fraction=0.4):
+    """A reproducible case: logits [R, K+1], class-specific deltas [R, 4(K+1)], labels [R]
+    (about fg_fraction of them foreground, 1..K), targets [R, 4] (zero for background RoIs, as
+    the library's head makes them). Errors fall on both sides of smooth L1's beta = 1."""
+    g = harness.seeded(seed)
+    labels = torch.randint(1, num_classes + 1, (num_rois,), generator=g)
+    labels[torch.rand(num_rois, generator=g) >= fg_fraction] = 0
+    targets = torch.randn(num_rois, 4, generator=g) * 0.8
+    targets[labels == 0] = 0.0
+    return (torch.randn(num_rois, num_classes + 1, generator=g) * 2,
+            torch.randn(num_rois, 4 * (num_classes + 1), generator=g) * 1.2, labels, targets)
+
+
+#: Exercise 3's case: six RoIs, K = 2 classes (three columns of logits, 12 of deltas).
+EX_LOSS_ARGS = _loss_case(30, 6, 2, fg_fraction=0.5)
+
+
+def _loss_cases():
+    """Edge cases (no foreground, all foreground, one RoI of each kind), then 20 seeded ones."""
+    cases = [EX_LOSS_ARGS, _loss_case(31, 8, 3, fg_fraction=0.0), _loss_case(32, 7, 4, fg_fraction=1.0),
+             _loss_case(33, 1, 2, fg_fraction=1.0), _loss_case(34, 1, 3, fg_fraction=0.0),
+             _loss_case(35, 5, 1, fg_fraction=0.6)]
+    for i in range(20):
+        cases.append(_loss_case(100 + i, 2 + 3 * i % 37, 1 + i % 6, (0.25, 0.5, 0.1, 0.75)[i % 4]))
+    return cases
+
+
+def _library_loss(class_logits, box_regression, labels, regression_targets):
+    cls, box = _losses.fast_rcnn_loss(class_logits, box_regression, labels, regression_targets)
+    return float(cls), float(box)
+
+
+def _loss_slips(class_logits, box_regression, labels, targets):
+    """(hint, (loss_cls or None, loss_box or None)) of common slips; None: that term is right."""
+    R, C = class_logits.shape
+    deltas = box_regression.reshape(R, C, 4)
+    fg = labels > 0
+    n_fg = int(fg.sum())
+    rows = torch.arange(R)
+
+    def sl1(x, beta=1.0):
+        x = x.abs()
+        return torch.where(x < beta, 0.5 * x * x / beta, x - 0.5 * beta)
+
+    t_u = deltas[rows, labels]                                  # [R, 4]: the true class's slots
+    per_roi = sl1(t_u - targets).sum(1)
+    box_fg = float(per_roi[fg].sum())
+    ce = F.cross_entropy(class_logits, labels, reduction="none")
+    off_by_one = deltas[rows, (labels - 1).clamp(min=0)]
+    coord_major = box_regression.reshape(R, 4, C)[rows, :, labels]
+    slips = [
+        ("the [u >= 1] bracket switches the box loss off for background RoIs (label 0): sum "
+         "smooth L1 over the foreground RoIs only", (None, float(per_roi.sum()) / R)),
+        ("only the 4 outputs of the RoI's true class u are regressed (columns 4u to 4u + 3), "
+         "not every class's", (None, float(sl1(deltas - targets[:, None]).sum((1, 2))[fg].sum()) / R)),
+        ("the box term is divided by R, the number of all RoIs in the mini-batch (as "
+         "fast_rcnn_loss does), not by the number of foreground RoIs",
+         (None, box_fg / n_fg if n_fg else None)),
+        ("sum the smooth L1 over the 4 coordinates; the only average is over the R RoIs",
+         (None, box_fg / (4 * R))),
+        ("sum the smooth L1 over the 4 coordinates and divide by R once (torch's mean over "
+         "the foreground elements divides by 4 * number of foreground RoIs)",
+         (None, box_fg / (4 * n_fg) if n_fg else None)),
+        ("box_regression keeps a slot for the background (class 0): class u's deltas are "
+         "columns 4u to 4u + 3, not 4(u - 1) to 4(u - 1) + 3",
+         (None, float(sl1(off_by_one - targets).sum(1)[fg].sum()) / R)),
+        ("box_regression is [R, K + 1, 4] flattened: the 4 deltas of class u sit next to each "
+         "other, columns 4u to 4u + 3", (None, float(sl1(coord_major - targets).sum(1)[fg].sum()) / R)),
+        ("the box loss is smooth L1 with beta = 1 (Fast R-CNN eq. 3), not the squared error",
+         (None, float((0.5 * (t_u - targets) ** 2).sum(1)[fg].sum()) / R)),
+        ("smooth L1 here uses beta = 1, the paper's (1/9 is torchvision's choice)",
+         (None, float(sl1(t_u - targets, 1 / 9).sum(1)[fg].sum()) / R)),
+        ("the box loss is smooth L1, not plain L1: 0.5 x^2 below |x| = 1",
+         (None, float((t_u - targets).abs().sum(1)[fg].sum()) / R)),
+        ("the classification term is the MEAN cross-entropy over all R RoIs, not their sum",
+         (float(ce.sum()), None)),
+        ("the classification term covers every RoI, background ones included (class 0 is a "
+         "class of the softmax)", (float(ce[fg].mean()) if n_fg else None, None)),
+        ("the two terms are in the wrong order: return (loss_cls, loss_box)", "swap"),
+    ]
+    return slips
+
+
+def _loss_pair(got, args):
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        raise harness.Wrong(f"return a pair (loss_cls, loss_box), got {type(got).__name__}")
+    out = []
+    for what, value in zip(("loss_cls", "loss_box"), got):
+        try:
+            t = torch.as_tensor(value.detach() if torch.is_tensor(value) else value,
+                                dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise harness.Wrong(f"{what} should be a number (a 0-d tensor), got "
+                                f"{type(value).__name__}")
+        if t.numel() != 1:
+            raise harness.Wrong(f"{what} should be one number (a 0-d tensor), got shape "
+                                f"{list(t.shape)}: reduce it")
+        out.append(float(t))
+    return tuple(out)
+
+
+def _close_pair(got, want, args=None):
+    return all(math.isclose(g, w, rel_tol=1e-5, abs_tol=1e-6) for g, w in zip(got, want))
+
+
+def _loss_variants(*args):
+    want = _library_loss(*args)
+    out = []
+    for hint, value in _loss_slips(*args):
+        if value == "swap":
+            out.append((hint, None if math.isclose(*want, rel_tol=1e-3) else want[::-1]))
+            continue
+        cls, box = value
+        if (cls is None and box is None) or any(
+                v is not None and math.isclose(v, w, rel_tol=1e-5, abs_tol=1e-6)
+                for v, w in zip(value, want)):
+            out.append((hint, None))        # the slip gives the right answer here: no evidence
+            continue
+        slip = (want[0] if cls is None else cls, want[1] if box is None else box)
+
+        def matches(got, slip=slip, cls=cls, box=box):
+            return (cls is None or math.isclose(got[0], slip[0], rel_tol=1e-5, abs_tol=1e-6)) and \
+                (box is None or math.isclose(got[1], slip[1], rel_tol=1e-5, abs_tol=1e-6))
+        out.append((hint, matches))
+    return out
+
+
+def _loss_hint(args, got, want):
+    cls_ok = math.isclose(got[0], want[0], rel_tol=1e-5, abs_tol=1e-6)
+    box_ok = math.isclose(got[1], want[1], rel_tol=1e-5, abs_tol=1e-6)
+    part = "loss_box" if cls_ok else "loss_cls" if box_ok else "both terms"
+    return (f"{part} differ{'s' * (part != 'both terms')}: loss_cls is the mean over the R RoIs "
+            "of -log softmax(class_logits)[u]; loss_box is the smooth L1 (beta = 1) of the 4 "
+            "deltas of class u against the targets, summed over the foreground RoIs and divided "
+            "by R")
+
+
+def _describe_loss(args):
+    logits, deltas, labels, targets = args
+    return (f"R = {len(labels)} RoIs, K + 1 = {logits.shape[1]} classes, labels={labels.tolist()}, "
+            "... (checks.lesson02.EX_LOSS_ARGS holds the exercise's case)")
+
+
+def _gradient_check(fn, cases, forbidden):
+    """None, or a Result: loss_box must keep the graph, and its gradient w.r.t. box_regression
+    must be zero on background rows and on the columns of the other classes."""
+    with harness.tripwires(forbidden, fn) as calls:
+        for logits, deltas, labels, targets in cases:
+            deltas = deltas.clone().requires_grad_(True)
+            try:
+                got = fn(logits.clone(), deltas, labels.clone(), targets.clone())
+            except harness.ForbiddenCall as e:
+                return harness.forbidden_result(str(e))
+            except Exception as e:
+                return Result(False, f"your code raised {type(e).__name__}: {e} when box_regression "
+                                     "requires a gradient", status="error")
+            box = got[1]
+            if not (torch.is_tensor(box) and box.requires_grad):
+                return Result(False, "loss_box must stay a tensor that keeps the graph (the head "
+                                     "is trained with it): do not call float(), .item() or "
+                                     ".detach() on it")
+            grad, = torch.autograd.grad(box, deltas, allow_unused=True)
+            grad = torch.zeros_like(deltas) if grad is None else grad
+            R = len(labels)
+            mask = torch.zeros(R, deltas.shape[1] // 4, 4, dtype=torch.bool)
+            mask[torch.arange(R), labels] = True
+            mask[labels == 0] = False
+            leaks = (grad != 0) & ~mask.reshape(R, -1)
+            if bool(leaks.any()):
+                where = ("on a background RoI's row" if bool(leaks[labels == 0].any())
+                         else "on the columns of a class that is not the RoI's")
+                return Result(False, f"loss_box's gradient with respect to box_regression is not zero "
+                                     f"{where}: only the 4 outputs of the true class of each "
+                                     "foreground RoI may be pulled")
+        if calls:
+            return harness.forbidden_result(calls[0])
+    return None
+
+
+_LOSS_FORBIDDEN = ["frcnn_edu.losses.fast_rcnn_loss", "frcnn_edu.losses.smooth_l1",
+                   "torch.nn.functional.smooth_l1_loss", "torch.nn.functional.huber_loss",
+                   "torch.nn.SmoothL1Loss", "torch.nn.HuberLoss"]
+
+
+@exercise("lesson02.fast_rcnn_loss")
+def check_fast_rcnn_loss(fn):
+    """fn(class_logits [R, K+1], box_regression [R, 4(K+1)], labels [R] in 0..K,
+    regression_targets [R, 4]) -> (loss_cls, loss_box) as `fast_rcnn_loss` (lambda = 1,
+    beta = 1). Called positionally, in that order. F.cross_entropy is allowed; the library's loss,
+    its smooth_l1 and torch's smooth L1 / Huber losses are refused."""
+    cases = _loss_cases()
+    result = harness.check_function(
+        fn, _library_loss, cases, _close_pair, convert=_loss_pair, variants=_loss_variants,
+        hint=_loss_hint, describe=_describe_loss, name="my_fast_rcnn_loss",
+        forbidden=_LOSS_FORBIDDEN,
+        passed=f"your loss matches fast_rcnn_loss on {len(cases)} cases (no foreground RoI, all "
+               "foreground, a single RoI), and loss_box pulls only the true class's 4 outputs "
+               "of the foreground RoIs.")
+    if not result:
+        return result
+    grad_failure = _gradient_check(fn, [cases[0], cases[2], cases[5], cases[-1]], _LOSS_FORBIDDEN)
+    return result if grad_failure is None else grad_failure
+
+
+REFERENCES.update({"lesson02.fast_rcnn_loss": lambda *a: _losses.fast_rcnn_loss(*a)})
 
 REFERENCES.update({"lesson02.bin_edges": _library_bins, "lesson02.svd_params": _svd_reference})

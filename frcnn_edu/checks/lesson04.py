@@ -1,26 +1,35 @@
-"""Checkers for lesson 04 (the RPN: box parameterisation, smooth L1, the RPN loss, proposal recall).
+"""Checkers for lesson 04 (the RPN: box parameterisation, smooth L1, the RPN loss, proposal
+recall, the proposal layer).
 
     check_encode(fn)      fn(anchor, box) -> (tx, ty, tw, th) of Faster R-CNN eq. 2
     check_smooth_l1(fn)   fn(x, beta) -> smooth L1 of the number x
     check_rpn_loss(fn)    fn(pred_objectness, pred_deltas, labels, gt_deltas, n_cls, n_reg, lam)
                           -> (classification term, regression term) of eq. 1
     check_recall(fn)      fn(proposals, gt_boxes, iou_threshold) -> proposal recall (a float)
+    check_proposal_layer(fn)
+                          fn(anchors, objectness, deltas, image_sizes, pre_nms_top_n,
+                          post_nms_top_n, nms_thresh, min_size) -> (list of N boxes [P, 4],
+                          list of N scores [P]): the RPN's proposal layer (sec. 3.3)
 
 Each compares with the library (``frcnn_edu.boxes.encode_boxes``, ``frcnn_edu.losses``,
-``frcnn_edu.evaluation.proposal_recall``) on several cases and names the likely slip when the
-answer is wrong.
+``frcnn_edu.evaluation.proposal_recall``, ``frcnn_edu.proposals.generate_proposals``) on several
+cases and names the likely slip when the answer is wrong.
 
 Shape key:
-    A  anchors of the loss exercise     P  proposals of one image     G  gt boxes of one image
+    A  anchors (of the loss exercise, or of one feature map)     N  images
+    P  proposals of one image     G  gt boxes of one image
 """
+import copy
 import math
 
 import torch
 import torch.nn.functional as F
 
-from frcnn_edu.boxes import box_iou, encode_boxes
+from frcnn_edu.anchors import grid_anchors, make_base_anchors
+from frcnn_edu.boxes import box_iou, clip_boxes, decode_boxes, encode_boxes, nms
 from frcnn_edu.evaluation import proposal_recall
 from frcnn_edu.losses import rpn_loss, smooth_l1
+from frcnn_edu import proposals as _proposals
 
 from . import harness
 from .result import REFERENCES, Result, exercise
@@ -28,7 +37,7 @@ from .result import REFERENCES, Result, exercise
 __all__ = ["EX_ANCHOR", "EX_BOX", "EX_LOSS", "EX_LOSS_ARGS", "LOSS_ARGS", "EX_PROPOSALS",
            "EX_GT_BOXES", "expected_encode",
            "expected_rpn_loss", "check_encode", "check_smooth_l1", "check_rpn_loss",
-           "check_recall"]
+           "check_recall", "PROPOSAL_ARGS", "EX_PROPOSAL_LAYER_ARGS", "check_proposal_layer"]
 
 #: Exercise 1: an anchor (40 x 80, centre (52, 64)) ...
 EX_ANCHOR = (32.0, 24.0, 72.0, 104.0)
@@ -450,6 +459,213 @@ def check_recall(fn):
         result.message += " (note: an image may have no proposals, or no boxes, at all)"
     return result
 
+
+# ----------------------------------------------------------------------------- exercise 5
+#: The order of the arguments of ``my_proposal_layer`` (it is called positionally, as the RPN
+#: calls its ``proposal_fn``).
+PROPOSAL_ARGS = ("anchors", "objectness", "deltas", "image_sizes", "pre_nms_top_n",
+                 "post_nms_top_n", "nms_thresh", "min_size")
+
+
+def _proposal_case(seed, map_size=(4, 5), stride=16, sizes=(16, 32, 64), ratios=(0.5, 1.0, 2.0),
+                   image_sizes=((64, 80),), pre=30, post=10, thresh=0.7, min_size=0.0,
+                   spread=0.4, scale=2.0, integer_logits=False):
+    """A reproducible proposal-layer case: the anchors of a small feature map (shared by all
+    images, as the RPN passes them), logits [N, A] and deltas [N, A, 4] drawn from a seed."""
+    g = harness.seeded(seed)
+    anchors = grid_anchors(make_base_anchors(sizes, ratios), map_size, stride)
+    n, a = len(image_sizes), len(anchors)
+    logits = torch.randn(n, a, generator=g) * scale
+    if integer_logits:                       # many equal scores: the order of ties matters
+        logits = logits.round()
+    deltas = torch.randn(n, a, 4, generator=g) * spread
+    return (anchors, logits, deltas, [tuple(s) for s in image_sizes], pre, post, thresh, min_size)
+
+
+#: Exercise 5's small case: one 3 x 3 map, three anchors per position, one 48 x 48 image.
+EX_PROPOSAL_LAYER_ARGS = _proposal_case(50, map_size=(3, 3), sizes=(16, 32), ratios=(1.0,),
+                                        image_sizes=((48, 48),), pre=12, post=5, thresh=0.7,
+                                        min_size=2.0)
+
+
+def _proposal_cases():
+    """Hand-made edge cases first, then 20 seeded ones (one or two images, several settings)."""
+    cases = [EX_PROPOSAL_LAYER_ARGS]
+    # nothing survives min_size: every clipped box is smaller than 500 pixels
+    cases.append(_proposal_case(51, map_size=(2, 2), image_sizes=((40, 40),), min_size=500.0))
+    # fewer boxes than either top-N
+    cases.append(_proposal_case(52, map_size=(2, 2), sizes=(16,), ratios=(1.0,),
+                                image_sizes=((32, 32),), pre=100, post=50))
+    # ties: integer logits, many equal scores; NMS off in effect (threshold 1.0)
+    cases.append(_proposal_case(53, map_size=(3, 3), image_sizes=((48, 48),), pre=15, post=8,
+                                thresh=1.0, integer_logits=True))
+    cases.append(_proposal_case(54, map_size=(3, 4), image_sizes=((48, 64),), pre=20, post=20,
+                                thresh=0.5, integer_logits=True, scale=1.0))
+    # boxes crossing the border (large anchors, a small image; some lie wholly outside it)
+    cases.append(_proposal_case(55, map_size=(4, 4), sizes=(48, 96), image_sizes=((40, 44),),
+                                pre=40, post=15, spread=0.6))
+    # two images of different sizes, different top-N cuts, min_size on
+    cases.append(_proposal_case(56, map_size=(4, 5), image_sizes=((64, 80), (40, 50)), pre=25,
+                                post=7, min_size=6.0))
+    # saturated logits, rising with the anchor index: sigmoid rounds them all to 1.0 in float32,
+    # while the logits still rank them (the last anchor first)
+    sat = _proposal_case(57, map_size=(3, 3), image_sizes=((48, 48),), pre=10, post=6)
+    sat[1][0, :18] = torch.arange(20.0, 38.0)
+    cases.append(sat)
+    for i in range(20):
+        two = i % 3 == 0
+        sizes = ((64, 80), (48, 72)) if two else ((60 + 4 * (i % 5), 80 - 3 * (i % 4)),)
+        cases.append(_proposal_case(
+            100 + i, map_size=(3 + i % 3, 4 + i % 2), image_sizes=sizes,
+            pre=(8, 20, 40, 200)[i % 4], post=(3, 6, 12, 100)[i % 4],
+            thresh=(0.7, 0.5, 0.3, 0.9)[i % 4], min_size=(0.0, 4.0, 10.0, 0.0, 16.0)[i % 5],
+            spread=(0.2, 0.5)[i % 2], scale=(1.0, 3.0)[i % 2]))
+    return cases
+
+
+def _library_proposals(anchors, objectness, deltas, image_sizes, pre_nms_top_n, post_nms_top_n,
+                       nms_thresh, min_size):
+    return _proposals.generate_proposals(anchors, objectness, deltas, image_sizes, pre_nms_top_n,
+                                         post_nms_top_n, nms_thresh, min_size)
+
+
+def _slip_proposals(anchors, objectness, deltas, image_sizes, pre_nms_top_n, post_nms_top_n,
+                    nms_thresh, min_size, clip=True, small=True, empty=True, nms_first=False,
+                    sigmoid=True, swap_xy=False, rank="logit", post_cut=True, min_area=False):
+    """The proposal layer with one slip switched on (the defaults give the library's answer)."""
+    out_boxes, out_scores = [], []
+    for i, size in enumerate(image_sizes):
+        d = deltas[i][:, [1, 0, 3, 2]] if swap_xy else deltas[i]
+        boxes = decode_boxes(anchors, d)
+        if clip:
+            boxes = clip_boxes(boxes, size)
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        keep = torch.ones(len(boxes), dtype=torch.bool)
+        if small:
+            keep &= (w * h >= min_size) if min_area else (w >= min_size) & (h >= min_size)
+        if empty:
+            keep &= (w > 0) & (h > 0)
+        boxes, logits = boxes[keep], objectness[i][keep]
+        key = torch.sigmoid(logits) if rank == "sigmoid" else logits
+        if nms_first:
+            kept = nms(boxes, key, nms_thresh)
+            kept = kept[:pre_nms_top_n][:post_nms_top_n]
+        else:
+            order = torch.sort(key, descending=True, stable=True).indices[:pre_nms_top_n]
+            boxes, logits, key = boxes[order], logits[order], key[order]
+            kept = nms(boxes, key, nms_thresh)
+            if post_cut:
+                kept = kept[:post_nms_top_n]
+        out_boxes.append(boxes[kept])
+        out_scores.append(torch.sigmoid(logits[kept]) if sigmoid else logits[kept])
+    return out_boxes, out_scores
+
+
+_PROPOSAL_SLIPS = (
+    (dict(clip=False), "clip the decoded boxes to the image (x to [0, width], y to [0, height]) "
+                       "before anything else: your boxes reach outside it"),
+    (dict(small=False), "remove the boxes whose width or height (after clipping) is below "
+                        "min_size, before ranking them"),
+    (dict(min_area=True), "min_size applies to the width and to the height of a box (both must "
+                          "be >= min_size), not to its area"),
+    (dict(empty=False), "drop the boxes of zero width or height as well (anchors that lay "
+                        "outside the image clip to such boxes), even when min_size is 0"),
+    (dict(nms_first=True), "keep the pre_nms_top_n best-scored boxes FIRST, then run NMS on "
+                           "them, then keep the first post_nms_top_n that NMS keeps"),
+    (dict(post_cut=False), "after NMS keep only the first post_nms_top_n boxes"),
+    (dict(sigmoid=False), "the objectness comes in as logits; return sigmoid(logit), a "
+                          "probability, as each proposal's score"),
+    (dict(rank="sigmoid"), "rank and run NMS on the logits, not on sigmoid(logit): in float32 "
+                           "sigmoid rounds large logits to exactly 1.0, which makes ties the "
+                           "logits do not have"),
+    (dict(swap_xy=True), "each anchor's deltas are (tx, ty, tw, th) in that order: tx and tw "
+                         "go with the x axis and the width"),
+)
+
+
+def _proposal_variants(*args):
+    return [(text, _convert_proposals(_slip_proposals(*copy.deepcopy(args), **switches), args))
+            for switches, text in _PROPOSAL_SLIPS]
+
+
+def _convert_proposals(got, args):
+    n = len(args[3])
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        raise harness.Wrong("return a pair (boxes, scores): two lists with one tensor per image, "
+                            f"got {type(got).__name__}")
+    boxes, scores = got
+    if not isinstance(boxes, (tuple, list)) or not isinstance(scores, (tuple, list)) or \
+            len(boxes) != n or len(scores) != n:
+        raise harness.Wrong(f"boxes and scores should be lists of {n} tensors (one per image)")
+    out_b, out_s = [], []
+    for i, (b, s) in enumerate(zip(boxes, scores)):
+        b = harness.as_float_tensor(None, f"the boxes of image {i}")(b, args)
+        s = harness.as_float_tensor(None, f"the scores of image {i}")(s, args)
+        if b.numel() == 0:
+            b = b.reshape(0, 4)
+        if b.dim() != 2 or b.shape[1] != 4:
+            raise harness.Wrong(f"the boxes of image {i} should have shape [P, 4], got "
+                                f"{list(b.shape)}")
+        s = s.reshape(-1)
+        if len(s) != len(b):
+            raise harness.Wrong(f"image {i}: {len(b)} boxes but {len(s)} scores (one score per box)")
+        out_b.append(b)
+        out_s.append(s)
+    return out_b, out_s
+
+
+def _same_proposals(got, want):
+    """Both converted: the same boxes in the same order, the scores to float tolerance."""
+    for gb, gs, wb, ws in zip(*got, *want):
+        if gb.shape != wb.shape or not torch.allclose(gb, wb, rtol=1e-4, atol=1e-3) or \
+                not torch.allclose(gs, ws, rtol=1e-4, atol=1e-5):
+            return False
+    return True
+
+
+def _proposal_hint(args, got, want):
+    want = _convert_proposals(want, args)
+    for gb, wb in zip(got[0], want[0]):
+        if gb.shape == wb.shape and not torch.allclose(gb, wb, rtol=1e-4, atol=1e-3):
+            if len(gb) and torch.allclose(gb[gb[:, 0].argsort(stable=True)],
+                                          wb[wb[:, 0].argsort(stable=True)], atol=1e-3):
+                return ("the right boxes in another order: sort by decreasing objectness, and "
+                        "keep boxes of equal score in anchor order (torch.sort(..., stable=True))")
+    return ("decode the deltas on the anchors, clip to the image, drop boxes narrower or lower "
+            "than min_size (and empty ones), keep the pre_nms_top_n best by logit (stable "
+            "sort), NMS at nms_thresh, keep the first post_nms_top_n; scores are sigmoid(logit)")
+
+
+def _describe_proposals(args):
+    anchors, logits, deltas, sizes, pre, post, thresh, min_size = args
+    return (f"{len(anchors)} anchors, image_sizes={list(sizes)}, pre_nms_top_n={pre}, "
+            f"post_nms_top_n={post}, nms_thresh={thresh}, min_size={min_size} (logits and deltas: "
+            "random; checks.lesson04.EX_PROPOSAL_LAYER_ARGS holds the exercise's case)")
+
+
+@exercise("lesson04.proposal_layer")
+def check_proposal_layer(fn):
+    """fn(anchors [A, 4], objectness [N, A] logits, deltas [N, A, 4], image_sizes (N pairs
+    (height, width)), pre_nms_top_n, post_nms_top_n, nms_thresh, min_size) -> (list of N boxes
+    [P_i, 4], list of N scores [P_i]), the same boxes in the same order as `generate_proposals`.
+    Called positionally, in that order (as the RPN calls its ``proposal_fn``)."""
+    cases = _proposal_cases()
+
+    def compare(got, want, args):
+        return _same_proposals(got, _convert_proposals(want, args))
+
+    return harness.check_function(
+        fn, _library_proposals, cases, compare, convert=_convert_proposals,
+        variants=_proposal_variants, hint=_proposal_hint, describe=_describe_proposals,
+        name="my_proposal_layer",
+        forbidden=["frcnn_edu.proposals.generate_proposals",
+                   "frcnn_edu.widgets.proposals.proposal_stages"],
+        passed=f"your proposal layer gives generate_proposals' boxes, in its order, with its "
+               f"scores on {len(cases)} cases (nothing left after min_size, fewer boxes than "
+               "the top-N, tied scores, boxes across the border, two images of different sizes).")
+
+
+REFERENCES.update({"lesson04.proposal_layer": _library_proposals})
 
 REFERENCES.update({"lesson04.encode": lambda anchor, box: tuple(expected_encode(anchor, box)),
                    "lesson04.smooth_l1": _library_smooth,
