@@ -27,7 +27,11 @@ def test_strip_solutions_handles_several_blocks_and_none():
 
 
 def test_the_lessons_in_order():
-    assert [p.name[:2] for p in LESSONS] == ["00", "01", "02", "03", "04", "05", "06"]
+    """Numbered without gaps, each one in the README's lesson table."""
+    assert [p.name[:2] for p in LESSONS] == [f"{i:02d}" for i in range(len(LESSONS))]
+    assert len(LESSONS) >= 8
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert all(f"(notebooks/{p.name})" in readme for p in LESSONS)
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
