@@ -7,7 +7,8 @@ import pytest
 
 from frcnn_edu.student import make_student_copy, strip_solutions
 
-LESSONS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ROOT = Path(__file__).resolve().parent.parent
+LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def test_strip_solutions_keeps_the_indent_and_the_lines_around():
