@@ -13,9 +13,9 @@ import time
 import torch
 
 from .coco_eval import coco_evaluate, to_coco_instances
+from .data.batching import batch_images
 from .evaluation import voc_eval
 from .models import FastRCNN, shapes_faster_rcnn, shapes_rcnn
-from .models.batching import batch_images
 from .proposals import selective_search
 
 

@@ -39,9 +39,9 @@ from tqdm.auto import tqdm
 
 from .boxes import box_iou
 from .data import ShapesDataset
+from .data.batching import batch_images
 from .data.transforms import RandomHorizontalFlip
 from .models.backbones import FCHead, TinyVGG, fold_batch_norm
-from .models.batching import batch_images
 from .roi_ops import roi_align
 
 PRETRAIN_SEED = 2014  # a different seed from the detection splits: "ImageNet" is other images

@@ -5,8 +5,7 @@ A target is ``dict(boxes=float32 [G, 4] (x1, y1, x2, y2), labels=int64 [G], ...)
 Detection images differ in size and in G, so a batch is a pair of lists, not a stacked tensor.
 
 Shape key:
-    G  ground-truth objects in one image
-    K  foreground classes
+    N  images      G  ground-truth objects in one image      K  foreground classes
 """
 from __future__ import annotations
 
@@ -59,6 +58,32 @@ def check_target(target, image_size=None, num_classes=None, name="target", clip=
         target = dict(target, boxes=boxes)
     _check_labels(target["labels"], f"{name}['labels']", len(target["boxes"]), num_classes)
     return target
+
+
+def check_targets(targets, num_classes, num_images, image_sizes=None, clip=False):
+    """Validate torchvision-style targets before any training step; returns them.
+
+    With `image_sizes` ((H, W) per image) the boxes must lie inside their image: an error by
+    default, clipped to it with ``clip=True``. Float boxes of another dtype (float64, float16)
+    come back as float32, as torchvision accepts any float boxes. Nothing is changed in place.
+    """
+    if targets is None:
+        raise ValueError("targets is None in training mode: pass list[dict(boxes, labels)] "
+                         "or call model.eval() for inference")
+    if isinstance(targets, dict) or torch.is_tensor(targets):
+        raise TypeError(f"targets must be a list of dicts, one dict(boxes, labels) per image, "
+                        f"got a {type(targets).__name__}; wrap one image's target as [target]")
+    if len(targets) != num_images:
+        raise ValueError(f"targets has {len(targets)} entries for {num_images} images")
+    sizes = image_sizes if image_sizes is not None else [None] * num_images
+    checked = []
+    for i, (t, size) in enumerate(zip(targets, sizes)):
+        t = check_target(t, image_size=size, num_classes=num_classes, name=f"targets[{i}]",
+                         clip=clip)
+        if t["boxes"].dtype != torch.float32:
+            t = dict(t, boxes=t["boxes"].float())
+        checked.append(t)
+    return checked
 
 
 def _outside(boxes, image_size, tol=1e-3):

@@ -20,15 +20,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+# The ImageNet statistics every image is normalised with (defined with the batching rule).
+from ..data.batching import IMAGE_MEAN, IMAGE_STD  # noqa: F401
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PRETRAINED_TINY = ASSETS / "tiny_vgg_shapes.pt"
 # One file per stride, as torchvision ships weights per architecture: the same state dict, but
 # conv5 pre-trained on the map it will see (dilated over an unpooled conv4 for stride 8).
 PRETRAINED_TINY_BY_STRIDE = {16: PRETRAINED_TINY, 8: ASSETS / "tiny_vgg_shapes_s8.pt"}
-
-# Images are normalised with ImageNet statistics everywhere, so torchvision weights fit too.
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
 
 
 def _conv_block(cin, cout, convs, pool, batch_norm=False):
