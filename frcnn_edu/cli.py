@@ -323,7 +323,7 @@ def cmd_detect(args):
 
 
 def cmd_pretrain(args):
-    from .pretrain import pretrain
+    from .training.pretrain import pretrain
     _, metrics = pretrain(out=args.out, seed=args.seed, stride=args.stride, epochs=args.epochs)
     print(json.dumps(metrics, indent=2))
 

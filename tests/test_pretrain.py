@@ -1,4 +1,4 @@
-"""The shipped "ImageNet" stand-in: TinyVGG pre-trained to classify shapes (frcnn_edu.pretrain).
+"""The shipped "ImageNet" stand-in: TinyVGG pre-trained to classify shapes (frcnn_edu.training.pretrain).
 
 The full command takes about 8 minutes on 2 cores at stride 16 (stride 8 took 14 on one core),
 too long for `make test`; it runs when FRCNN_EDU_SLOW=1 (`make test-slow`) and must reproduce
@@ -15,8 +15,8 @@ import torch
 from frcnn_edu.boxes import box_iou
 from frcnn_edu.models import tiny_fc_head, tiny_vgg
 from frcnn_edu.models.backbones import PRETRAINED_TINY_BY_STRIDE, _load_pretrained, fold_batch_norm
-from frcnn_edu.pretrain import (RegionClassifier, _save, _training_batch, jitter_boxes,
-                                make_regions, pretrain, region_accuracy)
+from frcnn_edu.training.pretrain import (RegionClassifier, _save, _training_batch, jitter_boxes,
+                                         make_regions, pretrain, region_accuracy)
 
 SHIPPED = {stride: json.loads(path.with_suffix(".json").read_text())
            for stride, path in PRETRAINED_TINY_BY_STRIDE.items()}

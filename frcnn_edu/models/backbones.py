@@ -5,7 +5,7 @@ max pool and its classifier, and keep the conv layers (the "conv5" feature map, 
 the shared features; its fc6/fc7 layers initialise the detector's head. We do the same at a size
 that trains on a laptop CPU: `TinyVGG` is a VGG-style net (3x3 convs, 2x2 max pools, no batch
 norm) whose "ImageNet pre-training" classifies the shapes of other images, each region at its
-own size (`frcnn_edu.pretrain`). VGG-16 and ResNet from torchvision are offered for readers with a network.
+own size (`frcnn_edu.training.pretrain`). VGG-16 and ResNet from torchvision are offered for readers with a network.
 
 Every backbone has two attributes the detectors read:
     out_channels  C, channels of the feature map
