@@ -133,7 +133,7 @@ def tiny_vgg(pretrained=False, path=None, stride=16):
     """
     backbone = TinyVGG(stride=stride)
     if pretrained:
-        backbone.load_state_dict(_load_pretrained(path, stride)["features"])
+        backbone.load_state_dict(load_pretrained_tiny(path, stride)["features"])
     return backbone
 
 
@@ -142,11 +142,13 @@ def tiny_fc_head(pretrained=False, path=None, representation_size=256, stride=16
     (the file of `path`, or of the backbone's `stride`: fc6 was trained on those conv5 maps)."""
     head = FCHead(TinyVGG().out_channels, 7, representation_size)
     if pretrained:
-        head.load_state_dict(_load_pretrained(path, stride)["fc"])
+        head.load_state_dict(load_pretrained_tiny(path, stride)["fc"])
     return head
 
 
-def _load_pretrained(path=None, stride=16):
+def load_pretrained_tiny(path=None, stride=16):
+    """The pre-trained TinyVGG state dicts {"features": ..., "fc": ...} in float32, from `path`
+    or the shipped file for `stride`; FileNotFoundError with the command that makes it."""
     path = Path(path) if path is not None else PRETRAINED_TINY_BY_STRIDE[stride]
     if not path.exists():
         raise FileNotFoundError(
