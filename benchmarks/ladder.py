@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from frcnn_edu.cli import RECIPES
+from frcnn_edu.models.recipes import RECIPES
 from frcnn_edu.data import ShapesDataset
 from frcnn_edu.evaluation import COCO_IOU_THRESHOLDS, proposal_recall
 from frcnn_edu.inference import evaluate

@@ -57,7 +57,7 @@ def step_cost(steps=6, seed=0):
     """Seconds per training step of the command line's model with and without the mask branch,
     timed in one process, alternating step by step (a busy machine slows both alike)."""
     import torch
-    from frcnn_edu.cli import RECIPES
+    from frcnn_edu.models.recipes import RECIPES
     from frcnn_edu.models import shapes_faster_rcnn, shapes_mask_rcnn
     from frcnn_edu.training.loop import make_optimizer
 

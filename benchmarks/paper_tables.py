@@ -48,7 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so the lesson can import us
 
-from frcnn_edu.cli import RECIPES  # noqa: E402
+from frcnn_edu.models.recipes import RECIPES  # noqa: E402
 from frcnn_edu.data import ShapesDataset  # noqa: E402
 from frcnn_edu.inference import evaluate  # noqa: E402
 from frcnn_edu.models import RCNN, shapes_fast_rcnn, shapes_faster_rcnn, tiny_fc_head, tiny_vgg  # noqa: E402

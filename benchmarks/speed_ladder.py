@@ -6,7 +6,7 @@ papers (VGG-16, GPU) report 47 s per image for R-CNN, 0.32 s for Fast R-CNN with
 1830 ms for selective search + Fast R-CNN and 198 ms for Faster R-CNN (Faster R-CNN, K40; its
 proposals: selective search 1510 ms, RPN 10 ms). Here: the same three on the shapes test images,
 with the same pre-trained TinyVGG, timed end to end (proposals included), in one run, by
-`frcnn_edu.inference.speed_ladder` (lesson 05 calls the same function).
+`frcnn_edu.speed.speed_ladder` (lesson 05 calls the same function).
 
     python benchmarks/speed_ladder.py [--images 10] [--device cpu] [--max-proposals 2000]
 """
@@ -16,7 +16,7 @@ import platform
 import torch
 
 from frcnn_edu.data import ShapesDataset
-from frcnn_edu.inference import speed_ladder
+from frcnn_edu.speed import speed_ladder
 
 
 def main():

@@ -26,7 +26,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from frcnn_edu.data import ShapesDataset
 from frcnn_edu.inference import evaluate
 from frcnn_edu.models import SHAPES_ANCHOR_SIZES, shapes_faster_rcnn, tiny_fc_head, tiny_vgg
-from frcnn_edu.models.backbones import IMAGE_MEAN, IMAGE_STD
+from frcnn_edu.data.batching import IMAGE_MEAN, IMAGE_STD
 from frcnn_edu.training import train
 
 RATIOS = (0.5, 1.0, 2.0)

@@ -23,17 +23,31 @@ from .kernels.nms import nms_sorted, pairwise_iou
 
 __all__ = [
     "box_area", "box_iou", "encode_boxes", "decode_boxes", "clip_boxes",
-    "remove_small_boxes", "nms_loop", "nms", "batched_nms", "check_boxes",
+    "remove_small_boxes", "nms_loop", "nms", "batched_nms", "check_boxes", "check_box_shape",
+    "check_shape",
 ]
 
-def _check_shape(boxes, name="boxes", last=4):
-    """Cheap checks (no device sync): a floating tensor of shape [N, last]."""
+def check_shape(t, shape, name):
+    """Raise ValueError unless tensor ``t`` has ``shape``; return ``t``. An int entry must match,
+    ``None`` matches any size (written ``*``), a string matches any size and names it (``"N"``).
+    The message names the caller's argument ``name``."""
+    if t.dim() != len(shape) or any(isinstance(s, int) and s != d for s, d in zip(shape, t.shape)):
+        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+        raise ValueError(f"{name} must have shape {want}, got {list(t.shape)}")
+    return t
+
+
+def check_box_shape(boxes, name="boxes", last=4, rows="N", type_error=TypeError):
+    """Cheap checks (no device sync): a floating tensor of shape [rows, last]; returns it.
+
+    A non-tensor or a non-float tensor raises ``type_error`` (TypeError; the targets' checks
+    pass ValueError), a wrong shape ValueError; ``rows`` names the first dimension in the message.
+    """
     if not isinstance(boxes, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(boxes).__name__}")
-    if boxes.dim() != 2 or boxes.shape[1] != last:
-        raise ValueError(f"{name} must have shape [N, {last}], got {list(boxes.shape)}")
+        raise type_error(f"{name} must be a torch.Tensor, got {type(boxes).__name__}")
+    check_shape(boxes, (rows, last), name)
     if not boxes.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}; call .float()")
+        raise type_error(f"{name} must be a floating-point tensor, got {boxes.dtype}; call .float()")
     return boxes
 
 
@@ -42,14 +56,15 @@ def _upcast(t):
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-def check_boxes(boxes, name="boxes"):
+def check_boxes(boxes, name="boxes", rows="N", type_error=TypeError):
     """Validate ground-truth-like boxes and return them unchanged.
 
-    Raises TypeError if ``boxes`` is not a floating tensor, ValueError if its shape is not
-    [N, 4], if it holds NaN/inf, or if a box is degenerate (x2 <= x1 or y2 <= y1). The message
-    names ``name`` and the first bad index. [0, 4] passes.
+    Raises ``type_error`` (TypeError by default) if ``boxes`` is not a floating tensor,
+    ValueError if its shape is not [rows, 4], if it holds NaN/inf, or if a box is degenerate
+    (x2 <= x1 or y2 <= y1). The message names ``name`` and the first bad index. [0, 4] passes.
+    The one check of ground-truth boxes: `data.targets.check_target` calls it with rows="G".
     """
-    _check_shape(boxes, name)
+    check_box_shape(boxes, name, rows=rows, type_error=type_error)
     if boxes.numel() == 0:
         return boxes
     finite = torch.isfinite(boxes).all(1)
@@ -67,7 +82,7 @@ def check_boxes(boxes, name="boxes"):
 
 def box_area(boxes):
     """Areas (x2 - x1) * (y2 - y1) of boxes [N, 4] -> [N] (float16 is upcast to float32)."""
-    _check_shape(boxes)
+    check_box_shape(boxes)
     boxes = _upcast(boxes)
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
@@ -79,8 +94,8 @@ def box_iou(boxes1, boxes2):
     rounding) and gradient for gradient. Empty inputs give [0, M] / [N, 0]. Boxes are not
     validated beyond their shape: two empty boxes give 0 / 0 = NaN, as in torchvision.
     """
-    _check_shape(boxes1, "boxes1")
-    _check_shape(boxes2, "boxes2")
+    check_box_shape(boxes1, "boxes1")
+    check_box_shape(boxes2, "boxes2")
     b1, b2 = _upcast(boxes1), _upcast(boxes2)
     area1, area2 = box_area(b1), box_area(b2)
     if torch.is_grad_enabled() and (b1.requires_grad or b2.requires_grad):  # autograd-safe
@@ -113,8 +128,8 @@ def encode_boxes(reference, boxes, weights=(1.0, 1.0, 1.0, 1.0)):
     Equals torchvision ``BoxCoder(weights).encode_single(boxes, reference)`` (note the order).
     Paper: weights (1, 1, 1, 1); torchvision's detector head uses (10, 10, 5, 5).
     """
-    _check_shape(reference, "reference")
-    _check_shape(boxes, "boxes")
+    check_box_shape(reference, "reference")
+    check_box_shape(boxes, "boxes")
     if reference.shape[0] != boxes.shape[0]:
         raise ValueError(f"reference and boxes need the same N (one matched box per reference box), "
                          f"got {reference.shape[0]} and {boxes.shape[0]}")
@@ -142,7 +157,7 @@ def decode_boxes(reference, deltas, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log
     ``clamp`` caps tw, th before exp (a box at most 1000/16 = 62.5 times its reference) so an
     untrained regressor cannot overflow. Equals torchvision ``BoxCoder.decode_single``.
     """
-    _check_shape(reference, "reference")
+    check_box_shape(reference, "reference")
     if not isinstance(deltas, Tensor) or deltas.dim() != 2 or deltas.shape[1] % 4 or deltas.shape[1] == 0:
         shape = list(deltas.shape) if isinstance(deltas, Tensor) else type(deltas).__name__
         raise ValueError(f"deltas must have shape [N, 4] or [N, 4 * K], got {shape}")
@@ -186,7 +201,7 @@ def clip_boxes(boxes, image_size):
 def remove_small_boxes(boxes, min_size):
     """Indices (int64 [K]) of the boxes whose width and height are both >= ``min_size``.
     Equals ``torchvision.ops.remove_small_boxes``."""
-    _check_shape(boxes)
+    check_box_shape(boxes)
     keep = (boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
     return torch.where(keep)[0]
 
@@ -199,7 +214,7 @@ def _check_max_kept(max_kept):
 
 
 def _check_nms_inputs(boxes, scores, idxs=None):
-    _check_shape(boxes)
+    check_box_shape(boxes)
     if not isinstance(scores, Tensor) or scores.shape != boxes.shape[:1]:
         raise ValueError(f"scores must have shape [{boxes.shape[0]}] (one per box), got "
                          f"{list(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__}")

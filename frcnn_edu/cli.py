@@ -47,14 +47,12 @@ import torch
 from .data import ShapesDataset
 from .data.spec import SYNTAX, DataError, held_out_spec, open_dataset, split_spec
 from .inference import evaluate
-from .models import shapes_faster_rcnn, shapes_mask_rcnn
-from .models.build import BACKBONES, PAPER_FREEZE, WeightsError, build_faster_rcnn, freeze_blocks
-from .training import distributed, load_weights, save_atomic, train_four_step, train_joint
+from .models.build import BACKBONES, PAPER_FREEZE, WeightsError
+# RECIPES: kept for the saved lessons; new code imports from frcnn_edu.models.recipes
+from .models.recipes import (RECIPES, UsageError, build_model, build_run_model,  # noqa: F401
+                             load_trained, run_classes)
+from .training import distributed, save_atomic, train_four_step, train_joint
 from .training.checkpoint import write_text_atomic
-
-
-class UsageError(Exception):
-    """A bad flag or folder: one line on stderr, exit status 2 (argparse's own)."""
 
 
 def _device(name):
@@ -146,16 +144,6 @@ def _check_resume(out, config):
                      f"(nothing in {out} was changed)")
 
 
-# The two settings `train` offers (model kwargs + optimizer); benchmarks/ladder.py and
-# paper_tables.py use them too.
-RECIPES = {
-    "fast": {"model": {"stride": 8, "pooler": "roi_align", "image_scale": 240},
-             "optimizer": "adam", "lr": 0.0005},
-    "paper": {"model": {"stride": 16, "pooler": "roi_pool", "image_scale": None},
-              "optimizer": "sgd", "lr": 0.01},
-}
-
-
 # --image-scale and --stride when not given: the recipe's, or what the data and backbone need
 FROM_RECIPE = object()
 PAPER_IMAGE_SCALE = 600  # Fast R-CNN 5.2, Faster R-CNN 4: shorter side 600, longer <= 1000
@@ -218,22 +206,6 @@ def _dataset(spec, split, num_images=None, masks=False):
     return open_dataset(spec, split, num_images)
 
 
-def _build_model(model_config, weights, freeze, masks=False, **extra):
-    """`build_faster_rcnn` (Mask R-CNN with `masks`); the shapes model made here (so a test can
-    swap in a smaller one)."""
-    kwargs = dict(model_config, **extra)
-    backbone = kwargs.pop("backbone", "tinyvgg")  # a config.json from before --backbone
-    if masks and not (backbone == "tinyvgg" and weights in ("imagenet", "none")):
-        raise UsageError(f"--masks builds Mask R-CNN on tinyvgg with its shapes weights; got "
-                         f"--backbone {backbone} --weights {weights}: drop --masks or those")
-    if backbone == "tinyvgg" and weights in ("imagenet", "none"):
-        build = shapes_mask_rcnn if masks else shapes_faster_rcnn
-        model = build(pretrained=weights == "imagenet", **kwargs)
-        freeze_blocks(model.backbone, freeze)
-        return model
-    return build_faster_rcnn(backbone, weights, freeze, **kwargs)
-
-
 def _held_out(args, data):
     """The data `train` scores the model on at the end (checked now, before training), or None."""
     spec = args.eval_data or held_out_spec(args.data)
@@ -260,8 +232,8 @@ def cmd_train(args):
     joint = "exact" if args.method == "joint-exact" else "approximate"
 
     def make_model():  # the weights are found (or refused) at the first call, before training
-        return _build_model(config["model"], args.weights, config["freeze"], masks=args.masks,
-                            joint=joint)
+        return build_run_model(config["model"], args.weights, config["freeze"], masks=args.masks,
+                               joint=joint)
     budget = {"minutes": args.minutes} if args.steps is None else {"steps": args.steps}
     common = dict(out=out, device=device, seed=args.seed, lr=args.lr, optimizer=args.optimizer)
     if args.method == "four-step":
@@ -305,39 +277,6 @@ def training_steps_and_seconds(histories):
     steps = sum(len(h) for h in histories)
     seconds = sum(h[-1]["time"] for h in histories if h)
     return steps, seconds
-
-
-def build_model(config, pretrained):
-    """Faster R-CNN, or Mask R-CNN for a config with "masks": true, at the config's settings."""
-    build = shapes_mask_rcnn if config.get("masks") else shapes_faster_rcnn
-    return build(pretrained=pretrained, **config["model"])
-
-
-def load_trained(folder, device="cpu"):
-    """The trained Faster R-CNN (or Mask R-CNN) saved by `train` in `folder`, in eval mode."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder: pass the --out folder of a `train` run")
-    for name in ("config.json", "model.pt"):
-        if not (folder / name).exists():
-            raise UsageError(f"{folder / name} not found: {folder} is not a finished training "
-                             f"folder; run `python -m frcnn_edu train --out {folder}`")
-    try:
-        config = json.loads((folder / "config.json").read_text())
-        if not isinstance(config["model"], dict):
-            raise TypeError("'model' must hold the model's settings")
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise UsageError(f"{folder / 'config.json'} is not a config.json written by `train` "
-                         f"({type(e).__name__}: {e})") from None
-    model = _build_model(config["model"], "none", 0, masks=config.get("masks", False))
-    model.load_state_dict(load_weights(folder / "model.pt", map_location=device))
-    return model.to(device).eval()
-
-
-def run_classes(folder):
-    """The class names a `train` folder was trained on (background first)."""
-    path = Path(folder) / "classes.json"
-    return tuple(json.loads(path.read_text())) if path.exists() else ShapesDataset.classes
 
 
 def _evaluation_data(folder, spec, split, masks=False):
@@ -384,7 +323,7 @@ def cmd_detect(args):
 
 
 def cmd_pretrain(args):
-    from .pretrain import pretrain
+    from .training.pretrain import pretrain
     _, metrics = pretrain(out=args.out, seed=args.seed, stride=args.stride, epochs=args.epochs)
     print(json.dumps(metrics, indent=2))
 

@@ -47,6 +47,7 @@ import math
 import torch
 
 from frcnn_edu.boxes import box_iou
+from frcnn_edu.data.targets import check_labels
 
 __all__ = ["COCO_IOU_THRESHOLDS", "average_precision", "voc_eval", "proposal_recall",
            "average_recall"]
@@ -99,16 +100,6 @@ def average_precision(recall, precision, method="area"):
     raise ValueError(f'method must be "area" or "11point", got {method!r}')
 
 
-def _check_labels(labels, n, num_classes, where):
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(f"{where}['labels'] must be an integer tensor, got {labels.dtype}")
-    if labels.shape != (n,):
-        raise ValueError(f"{where}['labels'] must have shape [{n}] (one per box), got {list(labels.shape)}")
-    if n and (labels.min() < 1 or labels.max() >= num_classes):
-        raise ValueError(f"{where}['labels'] must lie in 1..{num_classes - 1} (0 is background, "
-                         f"num_classes={num_classes}), got {sorted(set(labels.tolist()))}")
-
-
 def _check_entry(entry, where, num_classes, is_target):
     """Validate one prediction/target dict; return CPU tensors (boxes float64)."""
     keys = ("boxes", "labels") if is_target else ("boxes", "labels", "scores")
@@ -123,7 +114,7 @@ def _check_entry(entry, where, num_classes, is_target):
     if not torch.isfinite(boxes).all():
         raise ValueError(f"{where}['boxes'] contains NaN or inf")
     n = boxes.shape[0]
-    _check_labels(out["labels"], n, num_classes, where)
+    check_labels(out["labels"], f"{where}['labels']", n, num_classes, dtype=None)
     extras = ("difficult", "iscrowd") if is_target else ("scores",)
     for extra in extras:
         if is_target:

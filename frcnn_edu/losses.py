@@ -29,6 +29,8 @@ Only the k-th of the mask head's K masks is penalised: classes do not compete fo
 import torch
 import torch.nn.functional as F
 
+from .boxes import check_shape
+
 __all__ = ["smooth_l1", "rpn_loss", "fast_rcnn_loss", "mask_rcnn_loss", "NonFiniteError"]
 
 _REDUCTIONS = ("none", "sum", "mean")
@@ -52,13 +54,6 @@ def _check_finite(terms, **tensors):
             where = f"{term}: its input {name}" if term else name
             raise NonFiniteError(f"{where} contains NaN or inf; check the inputs that produced it "
                                  "(a diverging model, a degenerate box, a log of 0)", term)
-
-
-def _check_shape(t, shape, name):
-    """Raise ValueError unless tensor ``t`` has ``shape`` (``None`` matches any size)."""
-    if t.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
-        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
-        raise ValueError(f"{name} must have shape {want}, got {list(t.shape)}")
 
 
 def smooth_l1(input, target, beta=1.0, reduction="sum"):
@@ -116,10 +111,10 @@ def rpn_loss(pred_objectness, pred_deltas, labels, gt_deltas, n_cls=256, n_reg=N
     if normalize not in ("paper", "sampled"):
         raise ValueError(f'normalize must be "paper" or "sampled", got {normalize!r}')
     A = labels.shape[0] if labels.dim() == 1 else -1
-    _check_shape(labels, (None,), "labels")
-    _check_shape(pred_objectness, (A,), "pred_objectness")
-    _check_shape(pred_deltas, (A, 4), "pred_deltas")
-    _check_shape(gt_deltas, (A, 4), "gt_deltas")
+    check_shape(labels, (None,), "labels")
+    check_shape(pred_objectness, (A,), "pred_objectness")
+    check_shape(pred_deltas, (A, 4), "pred_deltas")
+    check_shape(gt_deltas, (A, 4), "gt_deltas")
     if ((labels != -1) & (labels != 0) & (labels != 1)).any():  # hard labels: no soft targets
         raise ValueError("labels must hold 1 (positive), 0 (negative) or -1 (ignored); "
                          f"got values {labels.unique().tolist()}")
@@ -153,11 +148,11 @@ def fast_rcnn_loss(class_logits, box_regression, labels, gt_deltas, lam=1.0, bet
     ``beta=1/9`` reproduces ``torchvision.models.detection.roi_heads.fastrcnn_loss``.
     """
     R = labels.shape[0] if labels.dim() == 1 else -1
-    _check_shape(labels, (None,), "labels")
-    _check_shape(class_logits, (R, None), "class_logits")
+    check_shape(labels, (None,), "labels")
+    check_shape(class_logits, (R, None), "class_logits")
     num_classes = class_logits.shape[1]  # K + 1
-    _check_shape(box_regression, (R, 4 * num_classes), "box_regression")
-    _check_shape(gt_deltas, (R, 4), "gt_deltas")
+    check_shape(box_regression, (R, 4 * num_classes), "box_regression")
+    check_shape(gt_deltas, (R, 4), "gt_deltas")
     if labels.dtype not in (torch.int64, torch.int32, torch.uint8, torch.int16, torch.int8):
         raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
     if ((labels < 0) | (labels >= num_classes)).any():
@@ -196,9 +191,9 @@ def mask_rcnn_loss(mask_logits, labels, mask_targets, kind="sigmoid"):
     No positive RoI (R = 0) gives 0 with the graph kept, not NaN.
     """
     R = labels.shape[0] if labels.dim() == 1 else -1
-    _check_shape(labels, (None,), "labels")
-    _check_shape(mask_logits, (R, None, None, None), "mask_logits")
-    _check_shape(mask_targets, (R, mask_logits.shape[2], mask_logits.shape[3]), "mask_targets")
+    check_shape(labels, (None,), "labels")
+    check_shape(mask_logits, (R, None, None, None), "mask_logits")
+    check_shape(mask_targets, (R, mask_logits.shape[2], mask_logits.shape[3]), "mask_targets")
     if kind not in MASK_LOSSES:
         raise ValueError(f'kind must be "sigmoid" (the paper) or "softmax" (Table 2b), got {kind!r}')
     if R and ((labels < 1) | (labels >= mask_logits.shape[1])).any():

@@ -14,7 +14,7 @@ Shape key:
 import torch
 from torch import Tensor
 
-from .boxes import _check_shape, box_iou, check_boxes
+from .boxes import box_iou, check_box_shape, check_boxes
 
 __all__ = ["label_anchors", "sample_labels", "label_proposals", "sample_proposals"]
 
@@ -74,7 +74,8 @@ def label_anchors(anchors, gt_boxes, pos_iou=0.7, neg_iou=0.3, valid=None):
     return labels, torch.where(max_iou >= 0, matched_all, matched)
 
 
-def _check_labels(labels, name):
+def _check_sample_labels(labels, name):
+    """Sampling labels (not classes): a 1-D integer tensor of -1 (ignore), 0 or >= 1."""
     if (not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point()
             or labels.dtype == torch.bool):
         got = f"{labels.dtype} {list(labels.shape)}" if isinstance(labels, Tensor) else type(labels).__name__
@@ -103,7 +104,7 @@ def balanced_sample(labels, batch_size, positive_fraction, generator=None,
     counts as torchvision's BalancedPositiveNegativeSampler. ``names``: the caller's names
     for the two settings, used in the error message.
     """
-    _check_labels(labels, "labels")
+    _check_sample_labels(labels, "labels")
     if batch_size < 0 or not 0.0 <= positive_fraction <= 1.0:
         raise ValueError(f"need {names[0]} >= 0 and 0 <= {names[1]} <= 1, "
                          f"got {batch_size}, {positive_fraction}")
@@ -139,7 +140,7 @@ def label_proposals(proposals, gt_boxes, gt_labels, fg_iou=0.5, bg_iou=(0.1, 0.5
     Faster R-CNN implementations also add the gt boxes to the proposals; do that before
     calling (``torch.cat([proposals, gt_boxes])``).
     """
-    _check_shape(proposals, "proposals")  # predicted boxes may be empty (x2 == x1), not NaN
+    check_box_shape(proposals, "proposals")  # predicted boxes may be empty (x2 == x1), not NaN
     if proposals.numel() and not bool(torch.isfinite(proposals).all()):
         raise ValueError("proposals must be finite (no NaN / inf)")
     check_boxes(gt_boxes, "gt_boxes")

@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from frcnn_edu.cli import load_trained
+from frcnn_edu.models.recipes import load_trained
 from frcnn_edu.training import load_checkpoint, load_weights, save_atomic, train
 
 from test_training import tiny_data, tiny_model

@@ -484,3 +484,26 @@ def test_transforms_keep_the_device(device):
     assert out.device == image.device and t["boxes"].device == image.device
     assert out.shape == (3, 40, 80)
     assert torch.allclose(t["boxes"].cpu(), torch.tensor([[60.0, 6.0, 76.0, 24.0]]))
+
+
+def test_shapes_overlap_rule_uses_box_iou_bit_for_bit():
+    """The shapes' placement rule (IoU with earlier boxes <= max_box_iou) runs `boxes.box_iou`
+    in float64: the same numbers, bit for bit, as the NumPy formula the saved images were drawn
+    with, so every image, box and saved result stays the same."""
+    from frcnn_edu.data.shapes import _ONE, _box_iou_max
+
+    def numpy_iou_max(box, boxes):
+        b = np.asarray(boxes)
+        iw = np.clip(np.minimum(b[:, 2], box[2]) - np.maximum(b[:, 0], box[0]), 0, None)
+        ih = np.clip(np.minimum(b[:, 3], box[3]) - np.maximum(b[:, 1], box[1]), 0, None)
+        inter = iw * ih
+        union = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) + np.prod(box[2:] - box[:2]) - inter
+        return float((inter / union).max())
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        n = int(rng.integers(1, 10))
+        xy, wh = rng.uniform(0, 150, (n + 1, 2)), rng.uniform(7, 90, (n + 1, 2))
+        b = np.round(np.concatenate([xy, xy + wh], 1) * _ONE) / _ONE
+        assert _box_iou_max(b[0], list(b[1:])) == numpy_iou_max(b[0], list(b[1:]))
+    assert _box_iou_max(b[0], []) == 0.0

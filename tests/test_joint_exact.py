@@ -137,6 +137,7 @@ def test_exact_trains_a_few_steps_without_nan():
 
 def test_cli_joint_exact(tmp_path, monkeypatch, capsys):
     from frcnn_edu import cli
+    from frcnn_edu.models import recipes
 
     class Small(ShapesDataset):
         def __init__(self, split, num_images=None):
@@ -149,7 +150,7 @@ def test_cli_joint_exact(tmp_path, monkeypatch, capsys):
         return shapes_faster_rcnn(pretrained=False, rpn_pre_nms_top_n=(200, 100),
                                   rpn_post_nms_top_n=(50, 20), **kw)
     monkeypatch.setattr(cli, "ShapesDataset", Small)
-    monkeypatch.setattr(cli, "shapes_faster_rcnn", fake)
+    monkeypatch.setattr(recipes, "shapes_faster_rcnn", fake)
     out = tmp_path / "run"
     assert cli.main(["train", "--method", "joint-exact", "--out", str(out), "--minutes", "0.01",
                      "--device", "cpu"]) == 0

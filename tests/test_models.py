@@ -7,7 +7,7 @@ import torchvision
 
 from frcnn_edu.models import (FasterRCNN, FastRCNN, RPNHead, TinyVGG, shapes_faster_rcnn,
                               shapes_rcnn, tiny_fc_head, tiny_vgg, warp_regions)
-from frcnn_edu.models.batching import batch_images
+from frcnn_edu.data.batching import batch_images
 from frcnn_edu.models.fast_rcnn import RoIHead
 
 LOSS_NAMES = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}

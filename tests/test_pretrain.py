@@ -1,4 +1,4 @@
-"""The shipped "ImageNet" stand-in: TinyVGG pre-trained to classify shapes (frcnn_edu.pretrain).
+"""The shipped "ImageNet" stand-in: TinyVGG pre-trained to classify shapes (frcnn_edu.training.pretrain).
 
 The full command takes about 8 minutes on 2 cores at stride 16 (stride 8 took 14 on one core),
 too long for `make test`; it runs when FRCNN_EDU_SLOW=1 (`make test-slow`) and must reproduce
@@ -14,9 +14,9 @@ import torch
 
 from frcnn_edu.boxes import box_iou
 from frcnn_edu.models import tiny_fc_head, tiny_vgg
-from frcnn_edu.models.backbones import PRETRAINED_TINY_BY_STRIDE, _load_pretrained, fold_batch_norm
-from frcnn_edu.pretrain import (RegionClassifier, _save, _training_batch, jitter_boxes,
-                                make_regions, pretrain, region_accuracy)
+from frcnn_edu.models.backbones import PRETRAINED_TINY_BY_STRIDE, fold_batch_norm, load_pretrained_tiny
+from frcnn_edu.training.pretrain import (RegionClassifier, _save, _training_batch, jitter_boxes,
+                                         make_regions, pretrain, region_accuracy)
 
 SHIPPED = {stride: json.loads(path.with_suffix(".json").read_text())
            for stride, path in PRETRAINED_TINY_BY_STRIDE.items()}
@@ -107,7 +107,7 @@ def test_shipped_weights_and_their_record(stride):
 
 
 def test_each_stride_loads_its_own_weights_backbone_and_fc_alike():
-    w16, w8 = _load_pretrained(stride=16), _load_pretrained(stride=8)
+    w16, w8 = load_pretrained_tiny(stride=16), load_pretrained_tiny(stride=8)
     assert not torch.equal(w16["features"]["0.weight"], w8["features"]["0.weight"])
     assert torch.equal(tiny_vgg(True, stride=8).state_dict()["0.weight"], w8["features"]["0.weight"])
     fc8 = tiny_fc_head(True, stride=8).state_dict()

@@ -15,10 +15,11 @@ from PIL import Image
 
 from frcnn_edu.data import AnnotationError, check_target, read_coco, read_voc_annotation
 from frcnn_edu.data import download as dl
+from frcnn_edu.data.batching import check_images
 from frcnn_edu.data.image_io import load_image
+from frcnn_edu.data.targets import check_targets
 from frcnn_edu.evaluation import voc_eval
 from frcnn_edu.losses import rpn_loss, smooth_l1
-from frcnn_edu.models.batching import check_images, check_targets
 from frcnn_edu.training import check_dataset, train
 
 from test_training import tiny_data, tiny_model

@@ -14,6 +14,7 @@ import torch
 
 from frcnn_edu import cli
 from frcnn_edu.data import ShapesDataset
+from frcnn_edu.models import recipes
 from frcnn_edu.training import train, train_fast_rcnn, train_four_step, train_joint
 from frcnn_edu.training.checkpoint import write_text_atomic
 
@@ -88,7 +89,7 @@ class Small(ShapesDataset):
 @pytest.fixture
 def small_cli(monkeypatch):
     monkeypatch.setattr(cli, "ShapesDataset", Small)
-    monkeypatch.setattr(cli, "shapes_faster_rcnn", lambda pretrained=True, **kw: tiny_model())
+    monkeypatch.setattr(recipes, "shapes_faster_rcnn", lambda pretrained=True, **kw: tiny_model())
     return cli
 
 
@@ -231,7 +232,7 @@ def test_cli_nan_loss_is_one_line_with_exit_status_1(tmp_path, monkeypatch, caps
             model.rpn.head.conv.weight.fill_(float("nan"))
         return model
     monkeypatch.setattr(cli, "ShapesDataset", Small)
-    monkeypatch.setattr(cli, "shapes_faster_rcnn", nan_model)
+    monkeypatch.setattr(recipes, "shapes_faster_rcnn", nan_model)
     assert cli.main(["train", "--out", str(tmp_path / "r"), "--minutes", "0.01", "--device", "cpu"]) == 1
     line = _error_line(capsys)
     assert "step 0" in line and "loss_objectness" in line

@@ -1,4 +1,4 @@
-"""frcnn_edu.inference.speed_ladder: the three detectors timed side by side.
+"""frcnn_edu.speed.speed_ladder: the three detectors timed side by side.
 
 No wall-clock asserts: the real runs check the keys and that every rung ran; the accounting
 (what each rung includes, warm-ups left out, seconds per image) is checked on a fake clock.
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from frcnn_edu.data import ShapesDataset
-from frcnn_edu.inference import speed_ladder
+from frcnn_edu.speed import speed_ladder
 from frcnn_edu.models import shapes_faster_rcnn
 
 KEYS = ["selective search", "R-CNN", "Fast R-CNN", "Faster R-CNN", "conv layers", "RPN proposals"]
@@ -59,21 +59,21 @@ def test_ladder_accounts_each_rung_on_a_fake_clock(monkeypatch, fake_clock):
     """Costs per image: selective search 1 s and P = 5 proposals; R-CNN 0.25 s per proposal;
     Fast R-CNN's head 0.5 s; the backbone 0.125 s, the RPN and its layer 0.25 s more, the
     detector head 0.0625 s more. Warm-up calls also cost clock time and must not be counted."""
-    import frcnn_edu.inference as inference
+    import frcnn_edu.speed as speed
     clock, P = fake_clock, 5
-    monkeypatch.setattr(inference, "time", clock)
+    monkeypatch.setattr(speed, "time", clock)
 
     def search(img, max_proposals, min_size):
         clock.advance(1.0)
         return torch.tensor([[0.0, 0.0, 8.0, 8.0]]).repeat(P, 1)
-    monkeypatch.setattr(inference, "selective_search", search)
+    monkeypatch.setattr(speed, "selective_search", search)
 
     class RCNN(_Timed):
         def predict(self, images, proposals):
             return self(images, proposals)
     rcnn = RCNN(clock, lambda images, proposals: 0.25 * len(proposals[0]))
-    monkeypatch.setattr(inference, "shapes_rcnn", lambda **kw: rcnn)
-    monkeypatch.setattr(inference, "FastRCNN", lambda backbone, k: _Timed(clock, 0.5))
+    monkeypatch.setattr(speed, "shapes_rcnn", lambda **kw: rcnn)
+    monkeypatch.setattr(speed, "FastRCNN", lambda backbone, k: _Timed(clock, 0.5))
 
     class Faster(torch.nn.Module):
         num_classes = 3

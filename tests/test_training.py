@@ -233,11 +233,12 @@ def test_fit_rcnn_end_to_end_on_gt_jittered_proposals():
 
 def test_cli_train_evaluate_detect(tmp_path, monkeypatch, capsys):
     from frcnn_edu import cli
+    from frcnn_edu.models import recipes
     class Small(ShapesDataset):
         def __init__(self, split, num_images=None):
             super().__init__(split, num_images=4, image_size=(64, 64))
     monkeypatch.setattr(cli, "ShapesDataset", Small)
-    monkeypatch.setattr(cli, "shapes_faster_rcnn", lambda pretrained=True, **kw: tiny_model())
+    monkeypatch.setattr(recipes, "shapes_faster_rcnn", lambda pretrained=True, **kw: tiny_model())
     out = tmp_path / "run"
     cli.main(["train", "--method", "joint", "--out", str(out), "--minutes", "0.01", "--device", "cpu"])
     metrics = json.loads((out / "metrics.json").read_text())
@@ -263,6 +264,7 @@ def test_cli_train_evaluate_detect(tmp_path, monkeypatch, capsys):
 ])
 def test_cli_records_and_rebuilds_its_settings(tmp_path, monkeypatch, flags, want):
     from frcnn_edu import cli
+    from frcnn_edu.models import recipes
     class Small(ShapesDataset):
         def __init__(self, split, num_images=None):
             super().__init__(split, num_images=4, image_size=(64, 64))
@@ -274,7 +276,7 @@ def test_cli_records_and_rebuilds_its_settings(tmp_path, monkeypatch, flags, wan
         used.append(kw)
         return train_joint(model, data, **kw)
     monkeypatch.setattr(cli, "ShapesDataset", Small)
-    monkeypatch.setattr(cli, "shapes_faster_rcnn", fake)
+    monkeypatch.setattr(recipes, "shapes_faster_rcnn", fake)
     monkeypatch.setattr(cli, "train_joint", fake_joint)
     out = tmp_path / "run"
     cli.main(["train", "--out", str(out), "--minutes", "0.01", "--device", "cpu", *flags])
@@ -282,7 +284,7 @@ def test_cli_records_and_rebuilds_its_settings(tmp_path, monkeypatch, flags, wan
     assert config["lr"] == want["lr"] and config["optimizer"] == want["optimizer"]
     assert used[0]["lr"] == want["lr"] and used[0]["optimizer"] == want["optimizer"]
     assert config["model"]["pooler"] == want["pooler"] and config["model"]["stride"] == want["stride"]
-    cli.load_trained(out)
+    recipes.load_trained(out)
     assert [(kw["pooler"], kw["stride"]) for kw in built] == [(want["pooler"], want["stride"])] * 2
     assert [kw["image_scale"] for kw in built] == [want["image_scale"]] * 2
 

@@ -8,6 +8,7 @@ formats (downloads only through the explicit ``download_*`` functions: https, a 
 extraction; see ``download``). A malformed annotation file raises ``AnnotationError``.
 ``spec`` opens a dataset named in one string (the command line's ``--data voc:ROOT``) after
 checking its folder; ``export`` writes any dataset as a VOC or COCO folder (PNG, exact boxes).
+``batching`` pads images into one normalised batch and checks them; ``targets`` checks targets.
 """
 from .coco import COCODataset, CocoAnnotations, read_coco, write_coco
 from .errors import AnnotationError

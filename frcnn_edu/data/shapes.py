@@ -41,6 +41,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..boxes import box_iou
+
 CLASSES = ("__background__", "ellipse", "rectangle", "triangle", "star", "cross")
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_NUM_IMAGES = {"train": 1000, "val": 200, "test": 200}
@@ -252,15 +254,12 @@ def _object_mask(pts: np.ndarray, thick: int, box: np.ndarray, h: int, w: int):
 
 
 def _box_iou_max(box: np.ndarray, boxes: list) -> float:
-    """Largest IoU between `box` [4] and the earlier `boxes` (0 if there are none)."""
+    """Largest IoU between `box` [4] and the earlier `boxes` (0 if there are none), by
+    `boxes.box_iou` in float64 (the same operations as a NumPy formula, so the same images)."""
     if not boxes:
         return 0.0
-    b = np.asarray(boxes)
-    iw = np.clip(np.minimum(b[:, 2], box[2]) - np.maximum(b[:, 0], box[0]), 0, None)
-    ih = np.clip(np.minimum(b[:, 3], box[3]) - np.maximum(b[:, 1], box[1]), 0, None)
-    inter = iw * ih
-    union = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) + np.prod(box[2:] - box[:2]) - inter
-    return float((inter / union).max())
+    return float(box_iou(torch.from_numpy(np.asarray(box)[None]),
+                         torch.from_numpy(np.asarray(boxes))).max())
 
 
 def _try_place(owner, visible, total, pts, thick, box, max_cover) -> int:

@@ -5,12 +5,13 @@ A target is ``dict(boxes=float32 [G, 4] (x1, y1, x2, y2), labels=int64 [G], ...)
 Detection images differ in size and in G, so a batch is a pair of lists, not a stacked tensor.
 
 Shape key:
-    G  ground-truth objects in one image
-    K  foreground classes
+    N  images      G  ground-truth objects in one image      K  foreground classes
 """
 from __future__ import annotations
 
 import torch
+
+from ..boxes import check_boxes
 
 
 def collate_fn(batch):
@@ -45,7 +46,7 @@ def check_target(target, image_size=None, num_classes=None, name="target", clip=
         if key not in target:
             raise ValueError(f"{name} needs a '{key}' entry; it has {sorted(target)}")
     boxes = target["boxes"]
-    _check_boxes(boxes, f"{name}['boxes']")
+    check_boxes(boxes, f"{name}['boxes']", rows="G", type_error=ValueError)
     if image_size is not None and len(boxes) and _outside(boxes, image_size).any():
         if not clip:
             i = int(_outside(boxes, image_size).nonzero()[0])
@@ -55,10 +56,37 @@ def check_target(target, image_size=None, num_classes=None, name="target", clip=
         h, w = image_size
         boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
                              boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], 1)
-        _check_boxes(boxes, f"{name}['boxes'] clipped to the image {tuple(image_size)}")
+        check_boxes(boxes, f"{name}['boxes'] clipped to the image {tuple(image_size)}", rows="G",
+                    type_error=ValueError)
         target = dict(target, boxes=boxes)
-    _check_labels(target["labels"], f"{name}['labels']", len(target["boxes"]), num_classes)
+    check_labels(target["labels"], f"{name}['labels']", len(target["boxes"]), num_classes)
     return target
+
+
+def check_targets(targets, num_classes, num_images, image_sizes=None, clip=False):
+    """Validate torchvision-style targets before any training step; returns them.
+
+    With `image_sizes` ((H, W) per image) the boxes must lie inside their image: an error by
+    default, clipped to it with ``clip=True``. Float boxes of another dtype (float64, float16)
+    come back as float32, as torchvision accepts any float boxes. Nothing is changed in place.
+    """
+    if targets is None:
+        raise ValueError("targets is None in training mode: pass list[dict(boxes, labels)] "
+                         "or call model.eval() for inference")
+    if isinstance(targets, dict) or torch.is_tensor(targets):
+        raise TypeError(f"targets must be a list of dicts, one dict(boxes, labels) per image, "
+                        f"got a {type(targets).__name__}; wrap one image's target as [target]")
+    if len(targets) != num_images:
+        raise ValueError(f"targets has {len(targets)} entries for {num_images} images")
+    sizes = image_sizes if image_sizes is not None else [None] * num_images
+    checked = []
+    for i, (t, size) in enumerate(zip(targets, sizes)):
+        t = check_target(t, image_size=size, num_classes=num_classes, name=f"targets[{i}]",
+                         clip=clip)
+        if t["boxes"].dtype != torch.float32:
+            t = dict(t, boxes=t["boxes"].float())
+        checked.append(t)
+    return checked
 
 
 def _outside(boxes, image_size, tol=1e-3):
@@ -67,29 +95,26 @@ def _outside(boxes, image_size, tol=1e-3):
     return ((boxes[:, :2] < -tol).any(1) | (boxes[:, 2] > w + tol) | (boxes[:, 3] > h + tol))
 
 
-def _check_boxes(boxes, name) -> None:
-    if not torch.is_tensor(boxes) or not boxes.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor [G, 4], got "
-                         f"{getattr(boxes, 'dtype', type(boxes).__name__)}")
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name} must have shape [G, 4], got {list(boxes.shape)}")
-    if not torch.isfinite(boxes).all():
-        raise ValueError(f"{name} holds NaN or inf values")
-    bad = ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).nonzero().flatten()
-    if len(bad):
-        i = int(bad[0])
-        raise ValueError(f"{name}: degenerate box at index {i}: {boxes[i].tolist()} "
-                         "(need x2 > x1 and y2 > y1, boxes are (x1, y1, x2, y2))")
+def check_labels(labels, name="labels", num_boxes=None, num_classes=None, dtype=torch.int64):
+    """Check class labels and return them; the messages name the caller's argument ``name``.
 
-
-def _check_labels(labels, name, num_boxes, num_classes=None) -> None:
-    if not torch.is_tensor(labels) or labels.dtype != torch.int64:
-        raise ValueError(f"{name} must be an int64 tensor [G], got "
+    ``labels`` must be a ``dtype`` tensor (int64, a target's labels; ``None``: any integer
+    dtype, as `evaluation.voc_eval` accepts for predictions) of shape [num_boxes] (when given)
+    with values in 1..num_classes-1 (when ``num_classes`` = K + 1 is given; 0 is background).
+    A wrong dtype raises ValueError for int64 and TypeError for any-integer, as each did before.
+    """
+    if dtype is None:
+        if labels.is_floating_point() or labels.dtype == torch.bool:
+            raise TypeError(f"{name} must be an integer tensor, got {labels.dtype}")
+    elif not torch.is_tensor(labels) or labels.dtype != dtype:
+        raise ValueError(f"{name} must be an {str(dtype).replace('torch.', '')} tensor [G], got "
                          f"{getattr(labels, 'dtype', type(labels).__name__)}")
-    if labels.shape != (num_boxes,):
+    if num_boxes is not None and labels.shape != (num_boxes,):
         raise ValueError(f"{name} must have shape [{num_boxes}] (one per box), "
                          f"got {list(labels.shape)}")
     if num_classes is not None and len(labels):
         if labels.min() < 1 or labels.max() >= num_classes:
-            raise ValueError(f"{name} must lie in 1..{num_classes - 1} (0 is background), got "
-                             f"min {int(labels.min())}, max {int(labels.max())}")
+            raise ValueError(f"{name} must lie in 1..{num_classes - 1} (0 is background, "
+                             f"num_classes={num_classes}), got min {int(labels.min())}, "
+                             f"max {int(labels.max())}")
+    return labels

@@ -5,7 +5,7 @@ max pool and its classifier, and keep the conv layers (the "conv5" feature map, 
 the shared features; its fc6/fc7 layers initialise the detector's head. We do the same at a size
 that trains on a laptop CPU: `TinyVGG` is a VGG-style net (3x3 convs, 2x2 max pools, no batch
 norm) whose "ImageNet pre-training" classifies the shapes of other images, each region at its
-own size (`frcnn_edu.pretrain`). VGG-16 and ResNet from torchvision are offered for readers with a network.
+own size (`frcnn_edu.training.pretrain`). VGG-16 and ResNet from torchvision are offered for readers with a network.
 
 Every backbone has two attributes the detectors read:
     out_channels  C, channels of the feature map
@@ -20,15 +20,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+# The ImageNet statistics every image is normalised with (defined with the batching rule).
+from ..data.batching import IMAGE_MEAN, IMAGE_STD  # noqa: F401
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PRETRAINED_TINY = ASSETS / "tiny_vgg_shapes.pt"
 # One file per stride, as torchvision ships weights per architecture: the same state dict, but
 # conv5 pre-trained on the map it will see (dilated over an unpooled conv4 for stride 8).
 PRETRAINED_TINY_BY_STRIDE = {16: PRETRAINED_TINY, 8: ASSETS / "tiny_vgg_shapes_s8.pt"}
-
-# Images are normalised with ImageNet statistics everywhere, so torchvision weights fit too.
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
 
 
 def _conv_block(cin, cout, convs, pool, batch_norm=False):
@@ -134,7 +133,7 @@ def tiny_vgg(pretrained=False, path=None, stride=16):
     """
     backbone = TinyVGG(stride=stride)
     if pretrained:
-        backbone.load_state_dict(_load_pretrained(path, stride)["features"])
+        backbone.load_state_dict(load_pretrained_tiny(path, stride)["features"])
     return backbone
 
 
@@ -143,11 +142,13 @@ def tiny_fc_head(pretrained=False, path=None, representation_size=256, stride=16
     (the file of `path`, or of the backbone's `stride`: fc6 was trained on those conv5 maps)."""
     head = FCHead(TinyVGG().out_channels, 7, representation_size)
     if pretrained:
-        head.load_state_dict(_load_pretrained(path, stride)["fc"])
+        head.load_state_dict(load_pretrained_tiny(path, stride)["fc"])
     return head
 
 
-def _load_pretrained(path=None, stride=16):
+def load_pretrained_tiny(path=None, stride=16):
+    """The pre-trained TinyVGG state dicts {"features": ..., "fc": ...} in float32, from `path`
+    or the shipped file for `stride`; FileNotFoundError with the command that makes it."""
     path = Path(path) if path is not None else PRETRAINED_TINY_BY_STRIDE[stride]
     if not path.exists():
         raise FileNotFoundError(

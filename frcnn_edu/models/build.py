@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from . import shapes_faster_rcnn
-from .backbones import FCHead, _load_pretrained
+from .backbones import FCHead, load_pretrained_tiny
 from .faster_rcnn import FasterRCNN
 
 __all__ = ["BACKBONES", "PAPER_FREEZE", "WeightsError", "build_faster_rcnn", "imagenet_state_dict",
@@ -187,7 +187,7 @@ def _tiny(weights, num_classes, stride, **kwargs):
     model = shapes_faster_rcnn(False, num_classes, stride, **kwargs)
     _load_file(weights, "TinyVGG (written by `python -m frcnn_edu pretrain`)")  # exists, loads
     try:
-        state = _load_pretrained(weights, stride)
+        state = load_pretrained_tiny(weights, stride)
     except (KeyError, TypeError, AttributeError) as e:
         raise WeightsError(f"--weights {weights}: not a TinyVGG weights file ({type(e).__name__}: "
                            f"{e}); expected a dict with 'features' and 'fc', as `python -m "

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from ..boxes import batched_nms, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes
+from ..data.batching import batch_images
+from ..data.targets import check_targets
 from ..losses import fast_rcnn_loss
 from ..matching import label_proposals, sample_proposals
 from ..roi_ops import roi_align, roi_pool
 from .backbones import FCHead
-from .batching import batch_images, check_targets
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 

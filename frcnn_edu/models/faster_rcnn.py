@@ -16,8 +16,9 @@ Shape key:
 import torch
 from torch import nn
 
+from ..data.batching import batch_images, check_images
+from ..data.targets import check_targets
 from ..data.transforms import resize_image
-from .batching import batch_images, check_images, check_targets
 from .fast_rcnn import RoIHead
 from .rpn import RegionProposalNetwork
 

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ..boxes import batched_nms, box_iou, clip_boxes, decode_boxes, encode_boxes
+from ..data.batching import batch_images
 from ..roi_ops import roi_align
-from .batching import batch_images
 
 
 def warp_regions(image, boxes, size=112, context=16):

@@ -1,4 +1,5 @@
-"""Training: the shared loop, checkpoints, and Faster R-CNN's training schemes (sec. 3.2)."""
+"""Training: the shared loop, checkpoints, and Faster R-CNN's training schemes (sec. 3.2);
+`pretrain` pre-trains TinyVGG, our stand-in for ImageNet (imported on its own: `training.pretrain`)."""
 from .checkpoint import load_checkpoint, load_weights, save_atomic, save_checkpoint
 from .loop import check_dataset, train, training_step
 from .rcnn_fit import fit_rcnn

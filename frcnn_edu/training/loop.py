@@ -27,9 +27,10 @@ import warnings
 import torch
 from tqdm.auto import tqdm
 
+from ..data.batching import check_image
+from ..data.targets import check_targets
 from ..data.transforms import RandomHorizontalFlip
 from ..losses import NonFiniteError
-from ..models.batching import check_image, check_targets
 from . import distributed
 from .checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint
 

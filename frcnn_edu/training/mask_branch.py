@@ -20,9 +20,9 @@ import torch
 
 from ..boxes import box_iou
 from ..coco_eval import coco_evaluate
+from ..data.batching import batch_images
 from ..losses import mask_rcnn_loss
 from ..models.backbones import tiny_vgg
-from ..models.batching import batch_images
 from ..models.mask_rcnn import MaskHead, paste_masks_in_image, project_masks_on_boxes
 
 __all__ = ["frozen_features", "jitter_rois", "train_mask_branch", "predict_masks",

@@ -56,7 +56,7 @@ def image_anchors(image_size, sizes, ratios, stride):
     """All anchors of an image of ``image_size = (H, W)``: [A, 4].
 
     The feature map is ceil(H / stride) x ceil(W / stride), the map the course's models see
-    after padding the image to a multiple of the stride (`models.batching.batch_images`).
+    after padding the image to a multiple of the stride (`data.batching.batch_images`).
     """
     h, w = (int(v) for v in image_size)
     if h <= 0 or w <= 0 or stride <= 0:

@@ -35,7 +35,7 @@ from matplotlib.collections import PatchCollection
 from frcnn_edu.anchors import inside_image
 from frcnn_edu.boxes import box_iou
 from frcnn_edu.evaluation import average_recall, proposal_recall
-from frcnn_edu.models.batching import batch_images
+from frcnn_edu.data.batching import batch_images
 from frcnn_edu.proposals import generate_proposals
 from frcnn_edu.viz import draw_boxes, show_image
 from frcnn_edu.widgets.explorer import explorer, checkbox
