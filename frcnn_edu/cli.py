@@ -189,7 +189,7 @@ def _train_config(args, data):
     return {"method": args.method, "minutes": args.minutes, "steps": args.steps, "seed": args.seed,
             "lr": args.lr, "optimizer": args.optimizer, "train_images": args.train_images,
             "data": args.data, "eval_data": args.eval_data, "weights": args.weights,
-            "freeze": freeze, "masks": args.masks,
+            "freeze": freeze, "masks": args.masks, "processes": distributed.world()[1],
             "model": {"num_classes": data.num_classes, "pooler": args.pooler,
                       "stride": args.stride, "image_scale": args.image_scale,
                       "backbone": args.backbone}}
@@ -226,7 +226,7 @@ def cmd_train(args):
     _resolve_settings(args)
     data = _dataset(args.data, "train", args.train_images, masks=args.masks)  # bad folder: here
     eval_spec, held = _held_out(args, data)
-    config = dict(_train_config(args, data), processes=world)
+    config = _train_config(args, data)
     _check_resume(out, config)  # before anything in the folder is written
 
     joint = "exact" if args.method == "joint-exact" else "approximate"

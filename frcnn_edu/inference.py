@@ -13,8 +13,6 @@ import torch
 
 from .coco_eval import coco_evaluate, to_coco_instances
 from .evaluation import voc_eval
-# kept for the saved lessons; new code imports from frcnn_edu.speed
-from .speed import speed_ladder  # noqa: F401
 
 
 def _encode_masks(prediction):
