@@ -36,7 +36,7 @@ lab: $(STAMP)
 test: $(STAMP)
 	@echo ">> running the library tests and the lessons (nbval)"
 	FRCNN_EDU_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest tests notebooks \
-	  --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	  --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=25
 
 test-lib: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests -p no:cacheprovider

@@ -163,3 +163,18 @@ def test_cli_joint_exact(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "--pooler roi_align" in err and "drop --paper" in err and not (tmp_path / "p").exists()
     assert "joint-exact" in cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+
+
+def test_rpn_regression_gradients_zero_for_approximate_and_not_for_exact():
+    from frcnn_edu.training import rpn_regression_gradients
+    data = ShapesDataset("train", num_images=4, image_size=(64, 64), scale_range=(16, 40))
+    approx, exact = model("approximate"), model("exact")
+    exact.load_state_dict(approx.state_dict())
+    before = {k: v.clone() for k, v in exact.state_dict().items()}
+    n_rpn_a, n_det_a, cos_a = rpn_regression_gradients(approx, data, batches=2)
+    n_rpn_e, n_det_e, cos_e = rpn_regression_gradients(exact.eval(), data, batches=2)
+    assert n_det_a == 0 and cos_a == 0 and n_rpn_a > 0
+    assert n_det_e > 0 and -1 <= cos_e <= 1
+    assert math.isclose(n_rpn_e, n_rpn_a, rel_tol=1e-5)  # the RPN loss's own part is unchanged
+    assert not exact.training                            # its mode is restored
+    assert all(torch.equal(v, exact.state_dict()[k]) for k, v in before.items())  # no step taken

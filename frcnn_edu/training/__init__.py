@@ -3,8 +3,9 @@
 from .checkpoint import load_checkpoint, load_weights, save_atomic, save_checkpoint
 from .loop import check_dataset, train, training_step
 from .rcnn_fit import fit_rcnn
-from .schemes import WithProposals, train_fast_rcnn, train_four_step, train_joint
+from .schemes import (WithProposals, rpn_regression_gradients, train_fast_rcnn, train_four_step,
+                      train_joint)
 
 __all__ = ["train", "training_step", "train_joint", "train_four_step", "train_fast_rcnn",
-           "WithProposals", "fit_rcnn", "check_dataset", "save_checkpoint",
-           "load_checkpoint", "load_weights", "save_atomic"]
+           "WithProposals", "rpn_regression_gradients", "fit_rcnn", "check_dataset",
+           "save_checkpoint", "load_checkpoint", "load_weights", "save_atomic"]

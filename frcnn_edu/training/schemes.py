@@ -59,6 +59,32 @@ def train_joint(model, dataset, *, minutes=None, steps=None, epochs=None, out=No
                  out=_sub(out, "joint"), desc="joint", **kwargs)
 
 
+def rpn_regression_gradients(model, dataset, batches=10, images_per_batch=2):
+    """What the detector loss does to the RPN in joint training: over `batches` training batches
+    of `dataset`, the norm of the gradient on the RPN's box-regression weights from the RPN loss
+    and from the detector loss, and the cosine between the two; returns their medians
+    (norm_rpn, norm_detector, cosine). With joint="approximate" the detector's norm is 0 (the
+    proposals are constants); with joint="exact" it is the term that scheme adds.
+
+    Each batch's sampling is seeded by its index, so two models see the same batches; the
+    model's training mode is restored afterwards and no weight changes."""
+    weight, rows, was_training = model.rpn.head.bbox_pred.weight, [], model.training
+    model.train()
+    for b in range(batches):
+        images, targets = zip(*[dataset[images_per_batch * b + k] for k in range(images_per_batch)])
+        torch.manual_seed(b)
+        losses = model(list(images), list(targets))
+        g_rpn, = torch.autograd.grad(losses["loss_objectness"] + losses["loss_rpn_box_reg"], weight,
+                                     retain_graph=True)
+        g_det, = torch.autograd.grad(losses["loss_classifier"] + losses["loss_box_reg"], weight,
+                                     allow_unused=True)
+        g_det = torch.zeros_like(weight) if g_det is None else g_det
+        cosine = torch.cosine_similarity(g_rpn.flatten(), g_det.flatten(), 0)
+        rows.append((g_rpn.norm(), g_det.norm(), cosine))
+    model.train(was_training)
+    return tuple(torch.tensor(rows).median(0).values.tolist())
+
+
 class WithProposals(torch.utils.data.Dataset):
     """`dataset` with each image's external proposals in its target (flips move them too)."""
 
