@@ -2,8 +2,10 @@
 a stub (NotImplementedError) is reported, never raised."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 
 from frcnn_edu import checks
 from frcnn_edu.checks import lesson02 as L
@@ -97,7 +99,127 @@ def test_check_roi_pool_stub_value():
     assert not res
 
 
-# ------------------------------------------------------------------ exercise 3: mini-batch
+# ------------------------------------------------------------------ exercise 3: RoI max pooling
+
+def _roi_max_pool(features, rois, output_size, spatial_scale, slip=None):
+    """A student's RoI max pooling (Python floats, loops), with one slip switched on."""
+    ph, pw = output_size
+    height, width = features.shape[-2:]
+
+    def cell(v):
+        v *= spatial_scale
+        if slip == "python_round":
+            return round(v)
+        if slip == "half_up":                              # right for v >= 0 only
+            return math.floor(v + 0.5)
+        return int(math.copysign(math.floor(abs(v) + 0.5), v))
+
+    def bins(start, end, pooled, size):
+        step = (end - start + 1) / pooled
+        edges = []
+        for p in range(pooled):
+            lo, hi = math.floor(p * step), math.ceil((p + 1) * step)
+            if slip == "rounded_bins":                     # rounding instead of floor / ceil
+                lo, hi = round(p * step), round((p + 1) * step)
+            if slip == "inclusive_bin_end":                # off by one at the bin's end
+                hi += 1
+            edges.append((min(max(start + lo, 0), size), min(max(start + hi, 0), size)))
+        return edges
+
+    out = features.new_zeros(len(rois), features.shape[1], ph, pw)
+    for r, (n, x1, y1, x2, y2) in enumerate(rois.tolist()):
+        image = features[0 if slip == "batch" else int(n)]
+        for i, (top, bottom) in enumerate(bins(cell(y1), cell(y2), ph, height)):
+            for j, (left, right) in enumerate(bins(cell(x1), cell(x2), pw, width)):
+                if bottom > top and right > left:
+                    out[r, :, i, j] = image[:, top:bottom, left:right].amax(dim=(1, 2))
+    return out
+
+
+def test_pool_cases_cover_the_edges_with_a_local_generator():
+    state = torch.random.get_rng_state()
+    cases = L._pool_cases()
+    assert torch.equal(state, torch.random.get_rng_state()), "the global RNG was used"
+    assert len(cases) >= 29                                # 20+ seeded, the edge cases first
+    outputs = [torchvision.ops.roi_pool(*c) for c in cases]
+    assert any(len(c[1]) == 0 for c in cases)                                   # R = 0
+    assert any(c[0].shape[-2:] == (1, 1) for c in cases)                        # a 1 x 1 map
+    assert any((c[1][:, 0] > 0).any() for c in cases)                           # images 1, 2
+    assert any(c[0].shape[0] == 3 for c in cases)
+    whole_off = [(o == 0).flatten(1).all(1) & (c[0].abs().sum() > 0).expand(len(o))
+                 for c, o in zip(cases, outputs) if len(o)]
+    assert any(w.any() for w in whole_off)                                      # wholly off
+    assert any(((c[1][:, 1:] * c[3]) < 0).any() for c in cases)                 # partly off
+    assert any((c[1][:, 1] == c[1][:, 3]).any() for c in cases)                 # one cell
+    assert any((o < 0).any() for o in outputs)                                  # negative maxima
+    assert any(c[2][0] * c[2][1] > 4 for c in cases)
+
+
+def test_slip_pool_without_a_slip_is_torchvision():
+    """The hints compare with _slip_pool's slips: with none it must give torchvision's values
+    (float64 bin edges agree with torchvision's float32 ones on these cases)."""
+    for case in L._pool_cases():
+        assert torch.equal(L._slip_pool(*case), torchvision.ops.roi_pool(*case).double())
+        assert torch.equal(_roi_max_pool(*case), torchvision.ops.roi_pool(*case))
+
+
+def test_check_roi_max_pool_right_and_positional():
+    res = L.check_roi_max_pool(_roi_max_pool)
+    assert res and res.exercise == "lesson02.roi_max_pool" and "33 batches" in res.message
+
+    def renamed(fmap, boxes, size, scale):                 # called positionally
+        return _roi_max_pool(fmap, boxes, size, scale).double()
+
+    assert L.check_roi_max_pool(renamed)
+
+
+@pytest.mark.parametrize("slip, hint", [
+    ("inclusive_bin_end", "already exclusive (a slice end)"),
+    ("rounded_bins", "rounded outwards, not to the nearest cell"),
+    ("python_round", "Python's round() sends halves to the even number"),
+    ("half_up", "halves go away from zero for negative coordinates too"),
+    ("batch", "index of its image in the batch")])
+def test_check_roi_max_pool_names_the_slip(slip, hint):
+    res = L.check_roi_max_pool(lambda *a: _roi_max_pool(*a, slip=slip))
+    assert not res and hint in res.message, res.message
+    # the smallest failing case: its inputs, the expected answer and the student's
+    assert "the smallest: roi_max_pool(features [N, C, H, W]" in res.message
+    assert " gave tensor(" in res.message and "expected tensor(" in res.message
+
+
+def test_check_roi_max_pool_other_slips():
+    res = L.check_roi_max_pool(lambda *a: _roi_max_pool(*a).clamp(min=0))
+    assert not res and "maximum can be negative" in res.message
+    res = L.check_roi_max_pool(lambda f, r, o, s: _roi_max_pool(f.transpose(2, 3), r, o[::-1], s)
+                               .transpose(2, 3))
+    assert not res and "rows come from y1, y2" in res.message
+    res = L.check_roi_max_pool(lambda *a: _roi_max_pool(*a)[:, :1])
+    assert not res and "should have shape" in res.message
+
+
+def test_check_roi_max_pool_refuses_the_library():
+    from frcnn_edu import roi_ops
+    for fn in (torchvision.ops.roi_pool, lambda *a: torchvision.ops.roi_pool(*a),
+               lambda f, r, o, s: torchvision.ops.RoIPool(o, s)(f, r)):
+        res = L.check_roi_max_pool(fn)
+        assert not res and res.forbidden, res.message
+        assert "calls torchvision.ops.roi_pool" in res.message or \
+            "calls torchvision.ops.RoIPool" in res.message, res.message
+    for name in ("roi_pool", "roi_pool_loop"):
+        res = L.check_roi_max_pool(lambda *a, name=name: getattr(roi_ops, name)(*a))
+        assert not res and f"calls frcnn_edu.roi_ops.{name}" in res.message
+    assert torch.equal(torchvision.ops.roi_pool(*L._pool_cases()[0]),   # put back afterwards
+                       roi_pool(*L._pool_cases()[0]))
+
+
+def test_check_roi_max_pool_stub_none_and_crash():
+    assert L.check_roi_max_pool(_stub).status == "todo"
+    assert L.check_roi_max_pool(None).status == "todo"
+    res = L.check_roi_max_pool(lambda *a: a[0][a[1]])
+    assert not res and res.status == "error"
+
+
+# ------------------------------------------------------------------ exercise 5: mini-batch
 
 def test_expected_minibatch_matches_sample_proposals():
     (fg_a, bg_a, _), (fg_b, bg_b, _) = L.MINIBATCH_IMAGES
@@ -128,7 +250,7 @@ def test_check_minibatch():
     assert not res and res.status == "todo" and "not filled in" in res.message
 
 
-# ------------------------------------------------------------------ exercise 4: SVD params
+# ------------------------------------------------------------------ exercise 6: SVD params
 
 def test_check_svd_params():
     assert L.check_svd_params(lambda u, v, t: (u * v, t * (u + v)))
@@ -148,7 +270,7 @@ def test_library_svd_weights_follow_the_formula():
     assert L._library_svd_weights(12, 40, 5) == (12 * 40, 5 * (12 + 40))
 
 
-# ------------------------------------------------------------------ exercise 3: the multi-task loss
+# ------------------------------------------------------------------ exercise 4: the multi-task loss
 
 def _sl1(x, beta=1.0):
     x = x.abs()

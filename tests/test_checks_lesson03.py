@@ -11,6 +11,7 @@ from frcnn_edu.anchors import grid_anchors, inside_image, make_base_anchors
 from frcnn_edu.boxes import box_iou
 from frcnn_edu.checks import lesson03 as L
 from frcnn_edu.matching import label_anchors
+from frcnn_edu.models import RegionProposalNetwork
 
 
 def _stub(*args, **kwargs):
@@ -51,6 +52,95 @@ def test_check_anchor_shape_stub_and_crash():
     assert not res and "NotImplementedError" in res.message
     res = L.check_anchor_shape(lambda s, r: 1 / 0)
     assert not res and "ZeroDivisionError" in res.message
+
+
+# ------------------------------------------------------------------ exercise 2: the anchor grid
+
+def _my_grid(base_anchors, feature_size, stride, slip=None):
+    """A student's anchor grid, with one slip switched on."""
+    H, W = feature_size
+    offset = 0.0 if slip == "corner" else 0.5              # corner: torchvision's centres
+    cy = (torch.arange(H) + offset) * stride
+    cx = (torch.arange(W) + offset) * stride
+    if slip == "meshgrid_xy":                              # numpy's default: x before y
+        cx, cy = torch.meshgrid(cx, cy, indexing="ij")     # [W, H]
+    else:
+        cy, cx = torch.meshgrid(cy, cx, indexing="ij")     # [H, W]
+    shifts = torch.stack((cy, cx, cy, cx) if slip == "swap_xy" else (cx, cy, cx, cy), dim=-1)
+    if slip == "k_outer":
+        return (base_anchors[:, None, None] + shifts).reshape(-1, 4)
+    return (shifts[:, :, None] + base_anchors).reshape(-1, 4)
+
+
+def test_grid_cases_cover_the_edges_with_a_local_generator():
+    state = torch.random.get_rng_state()
+    cases = L._grid_cases()
+    assert torch.equal(state, torch.random.get_rng_state()), "the global RNG was used"
+    assert len(cases) >= 30
+    assert any(len(base) == 1 for base, _, _ in cases)                          # k = 1
+    assert any(tuple(size) == (1, 1) for _, size, _ in cases)                  # one position
+    assert sum(size[0] * size[1] == 0 for _, size, _ in cases) >= 3            # zero-size grids
+    assert any(size[0] != size[1] and min(size) > 1 for _, size, _ in cases)   # non-square
+    assert any((base[:, :2] + base[:, 2:]).abs().sum() > 1 for base, _, _ in cases)  # not centred
+    for case in cases:
+        assert torch.allclose(L._slip_grid(*case), grid_anchors(*case).double(), atol=1e-4)
+
+
+def test_check_grid_anchors_right_and_positional():
+    res = L.check_grid_anchors(_my_grid)
+    assert res and res.exercise == "lesson03.grid_anchors" and "30 maps" in res.message
+
+    def renamed(base, hw, step):
+        return _my_grid(base, hw, step).tolist()              # nested lists are fine too
+
+    assert L.check_grid_anchors(renamed)
+
+
+@pytest.mark.parametrize("slip, hint", [
+    ("k_outer", "you put k outermost"), ("corner", "half a stride off"),
+    ("swap_xy", "the column's centre (x + 0.5) * stride goes to x1 and x2"),
+    ("meshgrid_xy", "you ordered the positions x first")])
+def test_check_grid_anchors_names_the_slip(slip, hint):
+    res = L.check_grid_anchors(lambda *a: _my_grid(*a, slip=slip))
+    assert not res and hint in res.message, res.message
+    assert "the smallest: my_grid_anchors(base_anchors [k = " in res.message
+    assert " gave tensor(" in res.message and "expected tensor(" in res.message
+
+
+def test_check_grid_anchors_wrong_shape_and_crash():
+    res = L.check_grid_anchors(lambda *a: _my_grid(*a).reshape(-1, len(a[0]), 4))
+    assert not res and "should have shape" in res.message
+    res = L.check_grid_anchors(lambda base, size, stride: base[size[0] * size[1] * 100])
+    assert not res and res.status == "error"
+
+
+def test_check_grid_anchors_refuses_the_library():
+    from frcnn_edu.widgets import anchor_labeling
+    for fn in (grid_anchors, lambda *a: grid_anchors(*a)):
+        res = L.check_grid_anchors(fn)
+        assert not res and "calls frcnn_edu.anchors.grid_anchors" in res.message
+    res = L.check_grid_anchors(lambda base, size, stride: anchor_labeling.image_anchors(
+        (size[0] * stride, size[1] * stride), (20, 40, 80), (0.5, 1.0, 2.0), stride))
+    assert not res and "calls frcnn_edu.widgets.anchor_labeling.image_anchors" in res.message
+
+
+def test_check_grid_anchors_stub_and_none():
+    assert L.check_grid_anchors(_stub).status == "todo"
+    assert L.check_grid_anchors(None).status == "todo"
+
+
+def test_student_anchors_and_labels_run_inside_the_rpn():
+    """anchor_fn and label_fn together: the same losses as the library's functions."""
+    features = torch.randn(1, 8, 5, 6, generator=torch.Generator().manual_seed(0))
+    target = {"boxes": torch.tensor([[10.0, 12, 40, 50], [50, 20, 90, 70]]),
+              "labels": torch.tensor([1, 2])}
+    losses = []
+    for fns in ({}, dict(anchor_fn=_my_grid, label_fn=_my_labels)):
+        torch.manual_seed(0)                                   # same weights, same sample
+        rpn = RegionProposalNetwork(8, 16, (20, 40, 80), (0.5, 1.0, 2.0), **fns)
+        losses.append(rpn(features, [(80, 96)], [target], propose=False)[2])
+    for name, value in losses[0].items():
+        assert torch.allclose(value, losses[1][name]), name
 
 
 # ------------------------------------------------------------------ exercise 2: anchor count

@@ -24,8 +24,8 @@ from frcnn_edu.student import make_student_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = ROOT / "notebooks" / "03_anchors_iou_labeling.ipynb"
-LESSON03 = ["lesson03.anchor_shape", "lesson03.anchor_count", "lesson03.labels_by_hand",
-            "lesson03.label_anchors", "lesson03.sampled_counts"]
+LESSON03 = ["lesson03.anchor_shape", "lesson03.grid_anchors", "lesson03.anchor_count",
+            "lesson03.labels_by_hand", "lesson03.label_anchors", "lesson03.sampled_counts"]
 
 
 def _env():
@@ -47,10 +47,10 @@ def _class(folder):
         if "check_sampled_counts" in cell.source:
             cell.source = next(c.source for c in stub.cells if "check_sampled_counts" in c.source)
     nbformat.write(nb, folder / "raises.ipynb")
-    # loops: the solved lesson that never gets past its second exercise
+    # loops: the solved lesson that never gets past its third exercise
     nb = nbformat.read(LESSON, as_version=4)
-    second = next(i for i, c in enumerate(nb.cells) if "check_anchor_count" in c.source)
-    nb.cells.insert(second, nbformat.v4.new_code_cell("while True:\n    pass"))
+    third = next(i for i, c in enumerate(nb.cells) if "check_anchor_count" in c.source)
+    nb.cells.insert(third, nbformat.v4.new_code_cell("while True:\n    pass"))
     nbformat.write(nb, folder / "loops.ipynb")
     (folder / "corrupt.ipynb").write_text('{"cells": [ this is not json')
 
@@ -88,14 +88,14 @@ def test_grader_exits_0_and_writes_one_row_per_submission(graded):
 @slow
 def test_full_marks_zero_and_partial(graded):
     _, rows = graded
-    assert rows["full"]["total"] == "5" and all(rows["full"][ex] == "pass" for ex in LESSON03)
+    assert rows["full"]["total"] == "6" and all(rows["full"][ex] == "pass" for ex in LESSON03)
     assert rows["full"]["run"] == "ok"
     assert rows["untouched"]["total"] == "0"
     assert all(rows["untouched"][ex].startswith("fail: ") and "not filled in" in rows["untouched"][ex]
                for ex in LESSON03), rows["untouched"]
     assert rows["untouched"]["run"] == "ok", "a student copy runs top to bottom"
     partial = rows["raises"]
-    assert partial["total"] == "4" and "not filled in" in partial["lesson03.sampled_counts"]
+    assert partial["total"] == "5" and "not filled in" in partial["lesson03.sampled_counts"]
     assert "1 cell(s) raised" in partial["run"]
 
 
@@ -105,8 +105,8 @@ def test_timeout_and_unreadable_are_reported(graded):
     _, rows = graded
     loops = rows["loops"]
     assert loops["run"].startswith("timeout") and "graded for what ran" in loops["run"]
-    assert loops["lesson03.anchor_shape"] == "pass"            # it ran before the loop
-    assert loops["lesson03.anchor_count"] == "not run" and loops["total"] == "1"
+    assert loops["lesson03.anchor_shape"] == loops["lesson03.grid_anchors"] == "pass"  # before the loop
+    assert loops["lesson03.anchor_count"] == "not run" and loops["total"] == "2"
     assert rows["corrupt"]["run"].startswith("unreadable") and rows["corrupt"]["total"] == "0"
 
 

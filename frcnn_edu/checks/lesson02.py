@@ -3,19 +3,23 @@ truncated SVD).
 
     check_bin_edges(fn)          fn(x1, x2, pooled, stride) -> [(start, end), ...] bins along one axis
     check_roi_pool(answer)       RoI pooling of EX_ROI on FEATURE (EX_OUTPUT_SIZE), by hand
+    check_roi_max_pool(fn)       fn(features [N, C, H, W], rois [R, 5], output_size, spatial_scale)
+                                 -> [R, C, ph, pw], RoI max pooling of a batch (torchvision's)
     check_fast_rcnn_loss(fn)     fn(class_logits [R, K+1], box_regression [R, 4(K+1)], labels [R],
                                  regression_targets [R, 4]) -> (loss_cls, loss_box), eq. 1
     check_minibatch(n_fg, n_bg)  foreground / background RoIs in the mini-batch of MINIBATCH_IMAGES
     check_svd_params(fn)         fn(u, v, t) -> (weights before, weights after) truncated SVD
 
-Each compares with the library (``frcnn_edu.roi_ops``, ``frcnn_edu.losses.fast_rcnn_loss``,
-``frcnn_edu.matching``, ``frcnn_edu.models.RoIHead.compress_fc``) and names the likely slip when the answer is wrong.
+Each compares with the library (``frcnn_edu.roi_ops``, ``torchvision.ops.roi_pool``,
+``frcnn_edu.losses.fast_rcnn_loss``, ``frcnn_edu.matching``,
+``frcnn_edu.models.RoIHead.compress_fc``) and names the likely slip when the answer is wrong.
 """
 import functools
 import math
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 from frcnn_edu import losses as _losses
@@ -28,8 +32,8 @@ from .result import REFERENCES, Result, exercise, not_filled_in
 
 __all__ = ["FEATURE", "STRIDE", "DEMO_ROI", "EX_ROI", "EX_OUTPUT_SIZE", "MINIBATCH_IMAGES",
            "ROIS_PER_IMAGE", "FG_FRACTION", "expected_roi_pool", "expected_minibatch",
-           "check_bin_edges", "check_roi_pool", "check_minibatch", "check_svd_params",
-           "EX_LOSS_ARGS", "check_fast_rcnn_loss"]
+           "check_bin_edges", "check_roi_pool", "POOL_ARGS", "check_roi_max_pool",
+           "check_minibatch", "check_svd_params", "EX_LOSS_ARGS", "check_fast_rcnn_loss"]
 
 #: A small one-channel feature map [6, 8] (integers, so it can be pooled by hand) ...
 FEATURE = torch.tensor([[2, 2, 2, 6, 5, 0, 3, 4],
@@ -46,7 +50,7 @@ DEMO_ROI = (20.0, 24.0, 80.0, 56.0)
 EX_ROI = (24.0, 40.0, 104.0, 72.0)
 EX_OUTPUT_SIZE = (2, 3)
 
-#: Exercise 4: (foreground, background, ignored) proposals of the two images of a mini-batch.
+#: Exercise 5: (foreground, background, ignored) proposals of the two images of a mini-batch.
 MINIBATCH_IMAGES = ((40, 300, 150), (9, 40, 60))
 ROIS_PER_IMAGE, FG_FRACTION = 64, 0.25
 
@@ -118,7 +122,7 @@ def expected_minibatch():
     return n_fg, n_bg
 
 
-# ----------------------------------------------------------------------------- exercise 1
+# -------------------------------------------------------------------------- exercise 1: bin edges
 _BIN_HINTS = (
     (dict(rounding="python"), "Python's round() sends halves to the even number (round(2.5) == 2); "
                               "RoI pooling rounds halves away from zero (2.5 -> 3), like C's round()"),
@@ -165,7 +169,7 @@ def check_bin_edges(fn):
                "RoIs, more bins than cells, strides 1 to 32).")
 
 
-# ----------------------------------------------------------------------------- exercise 2
+# ---------------------------------------------------------------- exercise 2: RoI pooling by hand
 _POOL_HINTS = (
     (dict(rounding="python"), "Python's round() sends halves to the even number; RoI pooling "
                               "rounds halves away from zero: 2.5 -> 3 and 4.5 -> 5 (round() gives 2 and 4)"),
@@ -201,7 +205,179 @@ def check_roi_pool(answer):
                          "edges, and take each bin's maximum")
 
 
-# ----------------------------------------------------------------------------- exercise 3
+# --------------------------------------------------------- exercise 3: RoI max pooling of a batch
+# RoI max pooling of a batch of RoIs (the forward pass of torchvision.ops.roi_pool).
+#: The order of the arguments of ``roi_max_pool`` (it is called positionally, as
+#: ``torchvision.ops.roi_pool`` is): features [N, C, H, W], rois [R, 5] rows
+#: (batch_index, x1, y1, x2, y2) in image pixels, output_size (ph, pw), spatial_scale.
+POOL_ARGS = ("features", "rois", "output_size", "spatial_scale")
+
+_ROUNDINGS = {"half_away": lambda v: int(math.copysign(math.floor(abs(v) + 0.5), v)),
+              "half_up": lambda v: math.floor(v + 0.5), "python": round, "floor": math.floor}
+
+
+def _slip_edges(start, end, pooled, size, rounding, inclusive, bins, clip_roi, clamp):
+    """Bin edges [(start, end)] along one axis, end excluded, with one rule changed (the
+    defaults give torchvision's edges; `start`, `end` already scaled to the feature map)."""
+    first, last = _ROUNDINGS[rounding](start), _ROUNDINGS[rounding](end)
+    if clip_roi:                                   # the RoI clipped to the map before splitting
+        first, last = max(first, 0), min(last, size - 1)
+    step = max(last - first + (1 if inclusive else 0), 1) / pooled
+    lo_hi = {"outwards": lambda p: (math.floor(p * step), math.ceil((p + 1) * step)),
+             "nearest": lambda p: (math.floor(p * step + 0.5), math.floor((p + 1) * step + 0.5)),
+             "end_plus_one": lambda p: (math.floor(p * step), math.ceil((p + 1) * step) + 1)}[bins]
+    edges = [(first + lo, first + hi) for lo, hi in map(lo_hi, range(pooled))]
+    return [(min(max(a, 0), size), min(max(b, 0), size)) for a, b in edges] if clamp else edges
+
+
+def _slip_pool(features, rois, output_size, spatial_scale, rounding="half_away", inclusive=True,
+               bins="outwards", clip_roi=False, clamp=True, first_image=False, transpose=False,
+               reduce="max", empty=0.0, floor_at_zero=False):
+    """RoI max pooling written as loops, with one rule changed to name a student's slip (the
+    defaults give torchvision's answer on the checker's cases; the tests hold it to that)."""
+    (ph, pw), (H, W) = output_size, features.shape[-2:]
+    out = torch.full((len(rois), features.shape[1], ph, pw), empty, dtype=torch.float64)
+    axis = dict(rounding=rounding, inclusive=inclusive, bins=bins, clip_roi=clip_roi, clamp=clamp)
+    for r, (n, x1, y1, x2, y2) in enumerate(rois.tolist()):
+        if transpose:
+            x1, y1, x2, y2 = y1, x1, y2, x2
+        fmap = features[0 if first_image else int(n)].double()
+        rows = _slip_edges(y1 * spatial_scale, y2 * spatial_scale, ph, H, **axis)
+        cols = _slip_edges(x1 * spatial_scale, x2 * spatial_scale, pw, W, **axis)
+        for i, (top, bottom) in enumerate(rows):
+            for j, (left, right) in enumerate(cols):
+                cells = fmap[:, top:bottom, left:right].flatten(1)     # [C, cells]
+                if cells.shape[1]:
+                    value = cells.amax(1) if reduce == "max" else cells.mean(1)
+                    out[r, :, i, j] = value.clamp(min=0) if floor_at_zero else value
+    return out
+
+
+_ROI_POOL_SLIPS = (
+    (dict(first_image=True), "each RoI's first number is the index of its image in the batch: "
+                             "pool from features[int(roi[0])], not from the first image"),
+    (dict(transpose=True), "x runs along the columns (W, the last axis) and y along the rows "
+                           "(H): the rows come from y1, y2 and the columns from x1, x2"),
+    (dict(rounding="python"), "Python's round() sends halves to the even number (round(2.5) == "
+                              "2); RoI pooling rounds x * spatial_scale to the nearest cell with "
+                              "halves away from zero (2.5 -> 3, -1.5 -> -2), like C's round()"),
+    (dict(rounding="half_up"), "halves go away from zero for negative coordinates too: -1.5 -> "
+                               "-2, where math.floor(v + 0.5) gives -1 (C's round(); "
+                               "math.copysign(math.floor(abs(v) + 0.5), v) does it)"),
+    (dict(rounding="floor"), "round x * spatial_scale to the nearest cell; do not floor it"),
+    (dict(inclusive=False), "the RoI covers the cells start..end inclusive: end - start + 1 "
+                            "cells, so a RoI inside one cell is 1 cell, not 0"),
+    (dict(bins="nearest"), "bin edges are rounded outwards, not to the nearest cell: bin p "
+                           "starts at floor(p * bin) and ends at ceil((p + 1) * bin) (after "
+                           "the RoI's first cell), so neighbouring bins may share a cell"),
+    (dict(bins="end_plus_one"), "a bin's end, start + ceil((p + 1) * bin), is already exclusive "
+                                "(a slice end): do not add 1 to it"),
+    (dict(clip_roi=True), "do not clip the RoI to the map before splitting it: the bins are "
+                          "cut from the whole rounded RoI, and only the bins' edges are then "
+                          "clamped to the map (a bin wholly off the map is empty)"),
+    (dict(clamp=False), "clamp each bin's edges to the map (0..H, 0..W) before slicing: in "
+                        "Python a negative start counts from the end of the axis"),
+    (dict(floor_at_zero=True), "a bin's maximum can be negative: take the max over its cells "
+                               "(starting from 0 caps it at 0); only an empty bin outputs 0"),
+    (dict(empty=-math.inf), "an empty bin (wholly off the map) outputs 0, not -inf"),
+    (dict(reduce="mean"), "RoI pooling takes the maximum of each bin, not the average"),
+)
+
+
+def _pool_case(g, N, C, H, W, R, output_size, stride, reach=2):
+    """A seeded case: integer-valued features [N, C, H, W] (ties and negatives happen), R RoIs
+    on random images whose corners fall on half and quarter cells, some off the map by up to
+    `reach` cells (x2 >= x1, y2 >= y1)."""
+    features = torch.randint(-9, 10, (N, C, H, W), generator=g).float()
+
+    def quarters(n, lo, hi):                       # n cell coordinates in [lo, hi], 0.25 apart
+        return (lo + torch.rand(n, generator=g) * (hi - lo)).mul(4).round() / 4
+    x1, y1 = quarters(R, -reach, W + 1), quarters(R, -reach, H + 1)
+    x2 = x1 + quarters(R, 0, W / 2 + reach)
+    y2 = y1 + quarters(R, 0, H / 2 + reach)
+    batch = torch.randint(0, N, (R,), generator=g).float()
+    rois = torch.stack([batch, x1 * stride, y1 * stride, x2 * stride, y2 * stride], 1)
+    return features, rois, tuple(output_size), 1.0 / stride
+
+
+def _pool_cases():
+    """The lesson's map with its two RoIs, the edge cases, then 24 seeded random batches."""
+    g = harness.seeded(22)
+    ints = lambda shape: torch.randint(-9, 10, shape, generator=g).float()   # noqa: E731
+    grid = torch.arange(16.0).view(1, 1, 4, 4)
+    rois = lambda *rows: torch.tensor(rows, dtype=torch.float32)             # noqa: E731
+    cases = [
+        (FEATURE[None, None], rois((0, *DEMO_ROI), (0, *EX_ROI)), (2, 3), 1 / STRIDE),
+        (ints((2, 3, 4, 5)), torch.zeros(0, 5), (2, 2), 1 / 16),                  # R = 0
+        (ints((2, 3, 1, 1)), rois((1, 0, 0, 16, 16), (0, 4, 4, 8, 8), (1, -20, -20, 40, 40)),
+         (2, 2), 1 / 16),                                                         # a 1 x 1 map
+        (grid, rois((0, 40, 24, 40, 24), (0, 17, 33, 20, 38)), (3, 3), 1 / 16),   # one cell
+        (grid, rois((0, -24, -8, 30, 40), (0, 40, 20, 100, 90)), (2, 2), 1 / 16),  # partly off
+        (grid, rois((0, 100, 100, 160, 160), (0, -80, -80, -40, -40)), (2, 2), 1 / 16),  # off
+        (torch.arange(48.0).view(3, 1, 4, 4) - 20,                                # images 2, 0, 1
+         rois((2, 0, 0, 32, 32), (0, 16, 16, 64, 48), (1, 8, 8, 56, 24)), (2, 2), 1 / 16),
+        (-10 + ints((1, 2, 3, 4)).abs(), rois((0, 8, 8, 56, 40)), (2, 3), 1 / 16),  # all < 0
+        (grid, rois((0, 2.5, 1.5, 5.5, 4.5)), (4, 4), 1.0),                      # bins > cells
+    ]
+    for i in range(24):
+        N, C = 1 + i % 3, 1 + (i // 3) % 3
+        H, W = (int(v) for v in torch.randint(1, 8, (2,), generator=g))
+        size = tuple(int(v) for v in torch.randint(1, 5, (2,), generator=g))
+        cases.append(_pool_case(g, N, C, H, W, 1 + i % 6, size, (1, 2, 4, 8, 16, 32)[i % 6]))
+    return cases
+
+
+def _library_pool(features, rois, output_size, spatial_scale):
+    return torchvision.ops.roi_pool(features, rois, output_size, spatial_scale)
+
+
+def _pool_shape(args):
+    features, rois, (ph, pw), _ = args
+    return len(rois), features.shape[1], ph, pw
+
+
+def _pool_variants(*args):
+    return [(text, _slip_pool(*args, **switches)) for switches, text in _ROI_POOL_SLIPS]
+
+
+def _describe_pool(args):
+    features, rois, output_size, scale = args
+    return (f"features [N, C, H, W] = {list(features.shape)} {harness.show(features)}, "
+            f"rois={harness.show(rois)}, output_size={output_size}, spatial_scale={scale:g}")
+
+
+_POOL_FORBIDDEN = ["torchvision.ops.roi_pool", "torchvision.ops.RoIPool",
+                   "frcnn_edu.roi_ops.roi_pool", "frcnn_edu.roi_ops.roi_pool_loop",
+                   "frcnn_edu.roi_ops.RoIPool", "frcnn_edu.roi_ops.pool_bins",
+                   "frcnn_edu.kernels.roi_pool.roi_pool_argmax",
+                   "frcnn_edu.widgets.roi_pooling.roi_pool_bins"]
+
+
+@exercise("lesson02.roi_max_pool")
+def check_roi_max_pool(fn):
+    """fn(features [N, C, H, W], rois [R, 5] (batch_index, x1, y1, x2, y2), output_size (ph, pw),
+    spatial_scale) -> [R, C, ph, pw], the values of ``torchvision.ops.roi_pool``. Called
+    positionally, in that order. torchvision's and the library's RoI pooling (and its bin edges)
+    are refused; torch's tensor operations are not."""
+    cases = _pool_cases()
+    return harness.check_function(
+        fn, _library_pool, cases, harness.close(rtol=0, atol=1e-6),
+        convert=harness.as_float_tensor(_pool_shape, "the pooled output"),
+        variants=_pool_variants, describe=_describe_pool, name="roi_max_pool",
+        hint="for each RoI take its image features[n]; round x * spatial_scale to the nearest "
+             "cell (halves away from zero): cells start..end inclusive; bin p spans start + "
+             "floor(p * bin) up to start + ceil((p + 1) * bin) (excluded) with bin = cells / "
+             "pooled; clamp the edges to the map; each bin's max per channel, 0 if it is empty",
+        forbidden=_POOL_FORBIDDEN,
+        passed=f"your RoI pooling equals torchvision.ops.roi_pool on {len(cases)} batches (no "
+               "RoIs, a 1 x 1 map, one-cell RoIs, RoIs partly and wholly off the map, RoIs of "
+               "images 1 and 2, negative features, more bins than cells).")
+
+
+REFERENCES.update({"lesson02.roi_max_pool": _library_pool})
+
+
+# ----------------------------------------------------------------------- exercise 5: a mini-batch
 @exercise("lesson02.minibatch")
 def check_minibatch(n_fg, n_bg):
     """(foreground, background) RoIs in the mini-batch built from MINIBATCH_IMAGES."""
@@ -234,7 +410,7 @@ def check_minibatch(n_fg, n_bg):
                          f"min(background proposals, {ROIS_PER_IMAGE} - its foreground RoIs)")
 
 
-# ----------------------------------------------------------------------------- exercise 4
+# ---------------------------------------------------------------------- exercise 6: truncated SVD
 # (u outputs, v inputs, rank t): small layers compressed with the library (an SVD of a large
 # layer can take seconds on a busy CPU), then the course's fc6 and the paper's fc6 and fc7.
 _SVD_LIBRARY_CASES = ((64, 392, 16), (32, 32, 8), (12, 40, 5))
@@ -307,7 +483,7 @@ def check_svd_params(fn):
         passed=f"t (u + v) instead of u v on {len(cases)} layers: matches RoIHead.compress_fc.")
 
 
-# ----------------------------------------------------------------------------- exercise 3
+# ---------------------------------------------------------------- exercise 4: the multi-task loss
 def _loss_case(seed, num_rois, num_classes, fg_fraction=0.4):
     """A reproducible case: logits [R, K+1], class-specific deltas [R, 4(K+1)], labels [R]
     (about fg_fraction of them foreground, 1..K), targets [R, 4] (zero for background RoIs, as
@@ -321,7 +497,7 @@ def _loss_case(seed, num_rois, num_classes, fg_fraction=0.4):
             torch.randn(num_rois, 4 * (num_classes + 1), generator=g) * 1.2, labels, targets)
 
 
-#: Exercise 3's case: six RoIs, K = 2 classes (three columns of logits, 12 of deltas).
+#: Exercise 4's case: six RoIs, K = 2 classes (three columns of logits, 12 of deltas).
 EX_LOSS_ARGS = _loss_case(30, 6, 2, fg_fraction=0.5)
 
 

@@ -1,6 +1,7 @@
 """Checkers for lesson 03 (anchors, IoU labeling and balanced sampling).
 
     check_anchor_shape(fn)      fn(size, ratio) -> (width, height) of the anchor
+    check_grid_anchors(fn)      fn(base_anchors, feature_size, stride) -> the [H, W, k] anchors
     check_anchor_count(fn)      fn(image_size, stride, sizes, ratios) -> (total, inside)
     check_labels(labels)        labels of EX_ANCHORS for EX_BOXES in EX_IMAGE_SIZE, by hand
     check_label_anchors(fn)     fn(anchors, gt_boxes, pos_iou, neg_iou, valid) -> labels, the four rules
@@ -21,9 +22,10 @@ from . import harness
 from .result import REFERENCES, Result, exercise, not_filled_in
 
 __all__ = ["EX_ANCHORS", "EX_BOXES", "EX_IMAGE_SIZE", "expected_labels", "check_anchor_shape",
-           "check_anchor_count", "check_labels", "check_label_anchors", "check_sampled_counts"]
+           "GRID_ARGS", "check_grid_anchors", "check_anchor_count", "check_labels",
+           "check_label_anchors", "check_sampled_counts"]
 
-#: Exercise 3: eight anchors (rows of the IoU matrix) ...
+#: Exercise 4: eight anchors (rows of the IoU matrix) ...
 EX_ANCHORS = torch.tensor([[12.0, 12, 52, 52], [20, 10, 60, 50], [60, 20, 80, 60], [80, 20, 100, 60],
                            [96, 76, 128, 104], [80, 72, 120, 112], [0, 70, 40, 110], [30, 30, 70, 70]])
 #: ... three ground-truth boxes (columns) ...
@@ -101,6 +103,97 @@ def check_anchor_shape(fn):
                "area s^2, h / w = r.")
 
 
+# ------------------------------------------------------------- exercise 2: the anchor grid
+#: The order of the arguments of ``my_grid_anchors`` (it is called positionally, as the RPN
+#: calls its ``anchor_fn``): base_anchors [k, 4], feature_size (H, W), stride (a number).
+GRID_ARGS = ("base_anchors", "feature_size", "stride")
+
+
+def _slip_grid(base_anchors, feature_size, stride, order="hwk", offset=0.5, swap_xy=False):
+    """The anchors of an H x W map with one rule changed (the defaults give grid_anchors'):
+    `order` of the flattening ("hwk", "khw" k outermost, "whk" x before y), the centre's
+    `offset` in cells, `swap_xy` the column centre added to the y coordinates."""
+    H, W = feature_size
+    base = base_anchors.double()
+    cy = (torch.arange(H, dtype=torch.float64) + offset) * stride
+    cx = (torch.arange(W, dtype=torch.float64) + offset) * stride
+    cy, cx = torch.meshgrid(cy, cx, indexing="ij")                      # [H, W]
+    shifts = torch.stack((cy, cx, cy, cx) if swap_xy else (cx, cy, cx, cy), -1)
+    if order == "khw":
+        return (base[:, None, None] + shifts[None]).reshape(-1, 4)       # [k, H, W]
+    if order == "whk":
+        shifts = shifts.transpose(0, 1)                                  # [W, H]
+    return (shifts[:, :, None] + base[None, None]).reshape(-1, 4)        # [H, W, k]
+
+
+_GRID_SLIPS = (
+    (dict(order="khw"), "the anchors are ordered [H, W, k]: the k shapes of one position come "
+                        "together (k is the innermost index, (y * W + x) * k + a), the order "
+                        "of the RPN's outputs; you put k outermost ([k, H, W])"),
+    (dict(order="whk"), "y (the row) is the outer index and x (the column) the inner one: "
+                        "anchor (y * W + x) * k + a; you ordered the positions x first"),
+    (dict(swap_xy=True), "a box is (x1, y1, x2, y2): the column's centre (x + 0.5) * stride "
+                         "goes to x1 and x2, the row's centre (y + 0.5) * stride to y1 and y2"),
+    (dict(offset=0.0), "the centres sit in the middle of the cells, ((x + 0.5) * stride, "
+                       "(y + 0.5) * stride); x * stride is the cell's corner, half a stride off "
+                       "(torchvision's convention, not the course's)"),
+    (dict(offset=1.0), "the middle of cell x is at (x + 0.5) * stride, not (x + 1) * stride"),
+)
+
+
+def _grid_cases():
+    """(base_anchors, (H, W), stride): the lesson's 10 x 10 map, small and non-square maps,
+    k = 1, a 1 x 1 map, zero-size grids, the paper's 37 x 62 map, base anchors that are not
+    centred on (0, 0), then 20 seeded random ones."""
+    g = harness.seeded(34)
+    course = make_base_anchors((20, 40, 80), (0.5, 1.0, 2.0))
+    cases = [(course, (10, 10), 16), (course, (2, 3), 16), (course, (3, 2), 16),
+             (make_base_anchors((32,), (1.0,)), (3, 2), 8), (course, (1, 1), 16),
+             (course, (0, 4), 16), (course, (3, 0), 16), (course, (0, 0), 16),
+             (make_base_anchors((128, 256, 512), (0.5, 1.0, 2.0)), (37, 62), 16),
+             (harness.random_boxes(3, g, extent=40, integer=True) - 40, (2, 4), 32)]
+    for i in range(20):
+        k = 1 + i % 5
+        if i % 2:                                       # any boxes: the shifts are added to them
+            base = harness.random_boxes(k, g, extent=30, min_size=2, max_size=40) - 30
+        else:
+            sizes = torch.randint(4, 100, (k,), generator=g).tolist()
+            base = make_base_anchors(sizes, (1.0,))
+        H, W = (int(v) for v in torch.randint(0 if i % 7 == 3 else 1, 7, (2,), generator=g))
+        cases.append((base, (H, W), (4, 8, 16, 32)[i % 4]))
+    return cases
+
+
+def _grid_shape(args):
+    base, (H, W), _ = args
+    return H * W * len(base), 4
+
+
+def _describe_grid(args):
+    base, feature_size, stride = args
+    return (f"base_anchors [k = {len(base)}, 4] = {harness.show(base)}, "
+            f"feature_size={tuple(feature_size)}, stride={stride}")
+
+
+@exercise("lesson03.grid_anchors")
+def check_grid_anchors(fn):
+    """fn(base_anchors [k, 4], feature_size (H, W), stride) -> [H * W * k, 4], the anchors of
+    `grid_anchors` in its order [H, W, k]. Called positionally, as the RPN calls `anchor_fn`."""
+    cases = _grid_cases()
+    return harness.check_function(
+        fn, grid_anchors, cases, harness.close(rtol=1e-6, atol=1e-4),
+        convert=harness.as_float_tensor(_grid_shape, "the anchors"),
+        variants=lambda *args: [(hint, _slip_grid(*args, **switches))
+                                for switches, hint in _GRID_SLIPS],
+        hint="anchor (y * W + x) * k + a is base_anchors[a] shifted by (cx, cy, cx, cy), with "
+             "cx = (x + 0.5) * stride and cy = (y + 0.5) * stride",
+        describe=_describe_grid, name="my_grid_anchors",
+        forbidden=["frcnn_edu.anchors.grid_anchors",
+                   "frcnn_edu.widgets.anchor_labeling.image_anchors"],
+        passed=f"your anchors equal grid_anchors', in its [H, W, k] order, on {len(cases)} "
+               "maps (k = 1 to 9, a 1 x 1 map, maps with no position, the paper's 37 x 62).")
+
+
 def _library_count(image_size, stride, sizes, ratios):
     h, w = image_size
     anchors = grid_anchors(make_base_anchors(sizes, ratios), (h // stride, w // stride), stride)
@@ -160,7 +253,7 @@ def check_anchor_count(fn):
 
 
 def expected_labels():
-    """The labels of exercise 3, from the library: int64 [8]."""
+    """The labels of exercise 4, from the library: int64 [8]."""
     valid = inside_image(EX_ANCHORS, EX_IMAGE_SIZE)
     return label_anchors(EX_ANCHORS, EX_BOXES, valid=valid)[0]
 
@@ -358,6 +451,7 @@ def check_sampled_counts(fn):
                "negatives fill the batch up to 256 when there are enough.")
 
 
-REFERENCES.update({"lesson03.anchor_count": _library_count,
+REFERENCES.update({"lesson03.grid_anchors": grid_anchors,
+                   "lesson03.anchor_count": _library_count,
                    "lesson03.label_anchors": _library_labels,
                    "lesson03.sampled_counts": _library_sample})
