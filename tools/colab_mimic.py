@@ -154,6 +154,7 @@ def main():
     parser.add_argument("--lessons", nargs="*", help="lesson numbers (default: all)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds a cell may take")
     args = parser.parse_args()
+    os.environ.pop("PYTHONPATH", None)    # the kernels and pip see the venv alone, as on Colab
     if not args.reuse:
         setup()
     elif not (BUILD / "preinstalled.json").exists():
