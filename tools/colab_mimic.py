@@ -50,6 +50,7 @@ KERNEL = "colab-mimic"
 COLAB = ["torch==2.12.1", "torchvision==0.27.1", "numpy==2.0.2", "opencv-python==4.12.0.88",
          "ipywidgets==7.7.1", "ipykernel==6.17.1", "ipython==7.34.0", "matplotlib==3.10.0",
          "scikit-image==0.25.2", "scipy==1.16.3", "pycocotools==2.0.10", "tqdm==4.67.1"]
+PIP = "pip==24.1.2"   # Colab's
 WATCHED = ["torch", "torchvision", "numpy", "opencv-python", "ipywidgets", "matplotlib"]
 CLONE = {"06_paper_tables.ipynb": "reads ../benchmarks; the lesson says: on Colab, git clone the "
                                   "repository and open this lesson from its notebooks/ folder"}
@@ -79,6 +80,7 @@ def setup():
     shutil.rmtree(BUILD, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     print(f">> installing what Colab ships into {VENV}:\n   {' '.join(COLAB)}", flush=True)
+    pip("install", "--quiet", PIP)   # the venv's own pip (23.2) rejects 'name @ git+file:///...'
     pip("install", "--quiet", "--no-compile", *COLAB)
     purelib = subprocess.run([str(PY), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
