@@ -125,8 +125,7 @@ def run_lesson(where, nb, name, timeout):
 
     start, error = time.perf_counter(), None
     try:
-        # shutdown "immediate": once, a graceful shutdown of ipykernel 6.17 hung after the last cell
-        NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, shutdown_kernel="immediate",
+        NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
                        resources={"metadata": {"path": str(where)}}).execute()
     except CellExecutionError as err:
         error = f"{err.ename}: {err.evalue}"
