@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test test-lib test-slow book student bench clean-venv help
+.PHONY: lab test test-lib test-slow book student bench colab-check clean-venv help
 
 help:
 	@echo "make lab    - open the lessons in JupyterLab"
@@ -14,6 +14,7 @@ help:
 	@echo "make student- write exercise copies (solutions removed) to build/student/"
 	@echo "make bench  - run the CPU benchmarks in benchmarks/"
 	@echo "make test-slow - the long reproductions (pre-training both shipped backbones, ~25 min)"
+	@echo "make colab-check - every lesson's Colab install cell and the lesson in a Colab-like venv (build/colab-mimic/)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@if [ ! -x $(BIN)/python ]; then \
@@ -55,6 +56,12 @@ student: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ops.py
+
+# Not part of `make test`: a fresh venv shaped like Colab (its ipywidgets 7.7.1, another torch
+# and numpy minor, opencv-python without contrib) runs each lesson's install cell, then the lesson
+# in its quick setting; Colab's versions must stay. Needs the package index (pip).
+colab-check: $(STAMP)
+	$(BIN)/python tools/colab_mimic.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,8 +1,12 @@
 """Colab: every lesson installs the course from the one address in pyproject.toml, and the
 README's badges and the lessons' links open the same lessons (tools/colab.py writes them)."""
+import importlib.metadata
 import importlib.util
 import re
+import subprocess
+import sys
 import tomllib
+import types
 from pathlib import Path
 
 import nbformat
@@ -43,6 +47,7 @@ def test_the_install_cell_does_nothing_outside_colab():
     assert all(not line.strip().startswith("%") for line in body[:guard])
     assert all(line.startswith("    ") for line in body[guard + 1:] if line.strip())
     assert "--no-deps" in colab.install_cell()   # Colab keeps its own torch and torchvision
+    assert "%pip uninstall" not in colab.install_cell()   # and its own OpenCV
     assert f"git+{colab.source_url()}.git" in colab.install_cell()
 
 
@@ -64,3 +69,58 @@ def test_apply_is_idempotent(tmp_path):
     assert colab.apply(copy) is True and colab.apply(copy) is False
     again = nbformat.read(copy, as_version=4)
     assert again.cells[0].source.count(colab.LINK_TEXT) == 1
+
+
+@pytest.fixture
+def colab_shell(monkeypatch):
+    """An IPython shell in which google.colab is imported and %pip only records its line."""
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    magics = shell.magics_manager.magics["line"]
+    ran = []
+    monkeypatch.setitem(magics, "pip", ran.append)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.delitem(sys.modules, "cv2", raising=False)   # a fresh Colab kernel
+    return shell, ran
+
+
+def _run(shell, monkeypatch, has_contrib, opencv=("opencv-python", "4.12.0.88")):
+    """Run the install cell with OpenCV as given; what the cell printed."""
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: types.SimpleNamespace(
+        returncode=0 if has_contrib else 1))
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", lambda: {"cv2": [opencv[0]]})
+    monkeypatch.setattr(importlib.metadata, "version", {opencv[0]: opencv[1]}.__getitem__)
+    result = shell.run_cell(colab.install_cell(), silent=True)
+    result.raise_error()
+
+
+def test_the_install_cell_leaves_an_opencv_with_contrib_alone(colab_shell, monkeypatch):
+    shell, ran = colab_shell
+    _run(shell, monkeypatch, has_contrib=True)
+    assert ran == [f'install -q --no-deps "frcnn_edu @ git+{colab.source_url()}.git"']
+
+
+@pytest.mark.parametrize("opencv", [("opencv-python", "4.12.0.88"),
+                                    ("opencv-python-headless", "4.10.0.84")])
+def test_the_install_cell_adds_contrib_of_the_same_flavour_and_version(colab_shell, monkeypatch,
+                                                                       capsys, opencv):
+    """Nothing is uninstalled; no restart is asked for, since the kernel had not imported cv2."""
+    shell, ran = colab_shell
+    _run(shell, monkeypatch, has_contrib=False, opencv=opencv)
+    contrib = opencv[0].replace("opencv", "opencv-contrib", 1)
+    assert ran[1:] == [f'install -q --no-deps "{contrib}=={opencv[1]}"']
+    assert "restart" not in capsys.readouterr().out
+
+
+def test_the_install_cell_asks_for_a_restart_if_cv2_was_imported(colab_shell, monkeypatch, capsys):
+    shell, ran = colab_shell
+    monkeypatch.setitem(sys.modules, "cv2", types.ModuleType("cv2"))
+    _run(shell, monkeypatch, has_contrib=False)
+    assert "restart the session" in capsys.readouterr().out
+
+
+def test_the_install_cell_does_nothing_in_a_plain_kernel(colab_shell, monkeypatch):
+    shell, ran = colab_shell
+    monkeypatch.delitem(sys.modules, "google.colab")
+    _run(shell, monkeypatch, has_contrib=False)
+    assert ran == []

@@ -27,18 +27,31 @@ def colab_url(name):
 
 
 def install_cell():
-    """The first code cell of every lesson: a no-op outside Colab."""
+    """The first code cell of every lesson: a no-op outside Colab.
+
+    OpenCV: selective search needs its contrib modules. Where Colab's OpenCV lacks them, the cell
+    installs the contrib build of the same flavour and exact version on top of it, --no-deps and
+    uninstalling nothing (Colab's OpenCV, numpy and their pip records stay as they were). It asks
+    a new process whether cv2.ximgproc is there, so the kernel has not imported cv2 yet and loads
+    the contrib build at its first `import cv2`: no restart. `make colab-check` runs it.
+    """
     return f'''# Colab only (elsewhere this cell does nothing): install frcnn_edu from {source_url()}.
 # Colab keeps its own torch, torchvision, numpy and OpenCV (--no-deps).
 import sys
 if "google.colab" in sys.modules:
     %pip install -q --no-deps "frcnn_edu @ git+{source_url()}.git"
-    import cv2
-    if not hasattr(cv2, "ximgproc"):  # selective search is in OpenCV's contrib modules
-        # one OpenCV distribution per environment (opencv-python issue 467): swap, same version
-        %pip uninstall -q -y opencv-python opencv-python-headless opencv-contrib-python
-        %pip install -q "opencv-contrib-python-headless=={{cv2.__version__}}.*"
-        print("OpenCV contrib installed: restart the session (Runtime menu), then run all again")'''
+    # Selective search is in OpenCV's contrib modules. If Colab's OpenCV lacks them, add the
+    # contrib build of the same version on top (nothing uninstalled; asked in a new process,
+    # so that this kernel's first `import cv2` loads the contrib build).
+    import subprocess
+    from importlib.metadata import packages_distributions, version
+    has_contrib = [sys.executable, "-c", "import cv2; cv2.ximgproc"]
+    if subprocess.run(has_contrib, capture_output=True).returncode:
+        opencv = next(d for d in packages_distributions()["cv2"] if "contrib" not in d)
+        contrib = f"{{opencv.replace('opencv', 'opencv-contrib', 1)}}=={{version(opencv)}}"
+        %pip install -q --no-deps "{{contrib}}"
+        if "cv2" in sys.modules:
+            print("OpenCV contrib installed: restart the session (Runtime menu), then run all again")'''
 
 
 def link_line(name):
