@@ -51,15 +51,16 @@ def main(argv=None):
                         "--workdir", str(ROOT / "notebooks")], check=True)
         seconds = time.perf_counter() - start
         rows = list(csv.DictReader(out.open()))
-    totals = {r["student"]: int(r["total"] or 0) for r in rows}
-    solved = [totals[f"student_{i:02d}.ipynb"] for i in range(0, args.copies, 2)]
-    blank = [totals[f"student_{i:02d}.ipynb"] for i in range(1, args.copies, 2)]
+    totals = {r["student"]: int(r["total"] or 0) for r in rows}   # the row's name: the file's stem
+    solved = [totals[f"student_{i:02d}"] for i in range(0, args.copies, 2)]
+    blank = [totals[f"student_{i:02d}"] for i in range(1, args.copies, 2)]
+    timeouts = sorted(r["student"] for r in rows if r["run"].startswith("timeout"))
     print(f"{args.copies} copies of {args.lesson}, --jobs {args.jobs}: {seconds:.0f} s "
           f"({seconds / args.copies:.1f} s a notebook); load average before "
           f"{[round(x, 2) for x in load]}, after {[round(x, 2) for x in os.getloadavg()]}; "
           f"{os.cpu_count()} cores")
     print(f"solved copies: totals {sorted(set(solved))}; untouched: {sorted(set(blank))}; "
-          f"runs: {sorted({r['run'] for r in rows})}")
+          f"timed out: {len(timeouts)} {timeouts}")
     return 0 if len(set(solved)) == 1 and set(blank) == {0} else 1
 
 
