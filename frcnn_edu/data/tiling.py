@@ -8,7 +8,7 @@ with 400-pixel windows).
 
 The grid. An image of W x H pixels is cut into ``nx = max(1, round(W / tile))`` columns and
 ``ny`` rows (the same with H) of equal size, with whole-pixel edges: the tiles are about `tile`
-pixels wide (within a factor 0.67-1.5 when W is larger than one tile), never overlap and cover
+pixels wide (0.75 to 1.5 times `tile` when W is at least one tile), never overlap and cover
 every pixel, so no object is lost at the right or bottom border.
 
 The rule for an object cut by a tile edge. Its box is clipped to every tile it overlaps (an
