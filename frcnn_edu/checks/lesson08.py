@@ -1,6 +1,7 @@
 """Checkers for lesson 08 (your own data: photographs of tree crowns).
 
     check_anchor_sizes(fn)   fn(boxes [G, 4], n) -> n anchor sizes read off the boxes
+    check_cut_crown(fn)      fn(box, window, min_visible) -> (piece, difficult): the tiling rule
 
 The checker runs the student's function (positionally) on hand-made edge cases and 20 seeded
 sets of boxes, compares with `frcnn_edu.anchors.anchor_sizes_from_boxes`, refuses an answer that
@@ -14,10 +15,11 @@ Shape key:
 import torch
 
 from ..anchors import anchor_sizes_from_boxes
+from ..data.tiling import boxes_in_window
 from . import harness
 from .result import REFERENCES, exercise
 
-__all__ = ["check_anchor_sizes", "EX_BOXES"]
+__all__ = ["check_anchor_sizes", "check_cut_crown", "EX_BOXES"]
 
 #: The lesson's worked example: five boxes (x1, y1, x2, y2), one of them long and thin.
 EX_BOXES = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 40.0, 20.0], [0.0, 30.0, 30.0, 60.0],
@@ -108,3 +110,94 @@ def expected_sizes(boxes, n):
     """The library's answer, for the lesson's text (a tuple of ints)."""
     return anchor_sizes_from_boxes(boxes, n)
 
+
+
+# ----------------------------------------------------------------------------- exercise 2
+def _library_cut(box, window, min_visible):
+    index, clipped, small = boxes_in_window(torch.tensor([box], dtype=torch.float64), window,
+                                            min_visible)
+    return (None, None) if len(index) == 0 else (clipped[0].tolist(), bool(small[0]))
+
+
+def _cut_cases():
+    """(box, window, min_visible): inside, cut, exactly half, a corner, outside, touching, then
+    12 seeded boxes around a tile's corner."""
+    tile = (100, 100, 200, 200)
+    cases = [((120.0, 130.0, 150.0, 160.0), tile, 0.5),      # inside
+             ((70.0, 120.0, 110.0, 140.0), tile, 0.5),       # 25 % inside: difficult
+             ((80.0, 120.0, 120.0, 140.0), tile, 0.5),       # exactly half: not difficult
+             ((190.0, 190.0, 230.0, 230.0), tile, 0.5),      # a corner, 1/16 inside
+             ((10.0, 10.0, 40.0, 40.0), tile, 0.5),          # outside: not in the tile
+             ((60.0, 120.0, 100.0, 150.0), tile, 0.5),       # touches the edge: not in the tile
+             ((70.0, 120.0, 110.0, 140.0), tile, 0.2)]       # 25 % inside, min_visible 0.2
+    g = harness.seeded(81)
+    for _ in range(12):
+        xy = 60 + torch.rand(2, generator=g) * 120
+        wh = 10 + torch.rand(2, generator=g) * 60
+        cases.append((tuple(round(float(v), 1) for v in torch.cat([xy, xy + wh])), tile, 0.5))
+    return cases
+
+
+def _convert_cut(got, args):
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        raise harness.Wrong("return two things, (piece, difficult): the piece as 4 numbers "
+                            "(or None when the tile does not show the box) and a bool")
+    piece, difficult = got
+    if piece is None:
+        return None, None
+    values = torch.as_tensor(piece, dtype=torch.float64).flatten().tolist()
+    if len(values) != 4:
+        raise harness.Wrong(f"the piece should be 4 numbers (x1, y1, x2, y2), got {len(values)}")
+    return values, bool(difficult)
+
+
+def _same_cut(got, want, args):
+    if want[0] is None or got[0] is None:
+        return got[0] is None and want[0] is None
+    return all(abs(a - b) < 1e-6 for a, b in zip(got[0], want[0])) and got[1] == want[1]
+
+
+_CUT_HINTS = (
+    "a box that only touches the tile, or lies outside it, is not in the tile: return "
+    "(None, None) when the clipped box has no area",
+    "give the piece in the tile's pixels: subtract the tile's top-left corner (x1, y1) from the "
+    "clipped box",
+    "a piece with exactly min_visible of its box inside counts as whole: difficult is "
+    "visible < min_visible, not <=",
+    "visible is the share of the BOX's area inside the tile, not of the tile's area",
+    "clip the box to the tile: min(max(x, tile x1), tile x2) for each coordinate")
+
+
+def _cut_variants(box, window, min_visible):
+    """(hint, the answer that slip gives, or a predicate, or None where it says nothing)."""
+    b = torch.tensor(box, dtype=torch.float64)
+    x1, y1, x2, y2 = (float(v) for v in window)
+    lo, hi = torch.tensor([x1, y1, x1, y1]), torch.tensor([x2, y2, x2, y2])
+    c = torch.maximum(torch.minimum(b, hi), lo)
+    inside = float((c[2] - c[0]) * (c[3] - c[1]))
+    area = float((b[2] - b[0]) * (b[3] - b[1]))
+    if inside <= 0:
+        answers = [lambda got: got[0] is not None, None, None, None, None]
+    else:
+        answers = [None, (c.tolist(), inside / area < min_visible),
+                   ((c - lo).tolist(), inside / area <= min_visible),
+                   ((c - lo).tolist(), inside / ((x2 - x1) * (y2 - y1)) < min_visible),
+                   ((b - lo).tolist(), inside / area < min_visible)]
+    return list(zip(_CUT_HINTS, answers))
+
+
+@exercise("lesson08.cut_crown")
+def check_cut_crown(fn):
+    """fn(box (x1, y1, x2, y2), window (x1, y1, x2, y2), min_visible) -> (piece, difficult):
+    the box clipped to the window in the window's pixels and whether less than min_visible of
+    its area is inside, or (None, None) when the window does not show it."""
+    cases = _cut_cases()
+    return harness.check_function(
+        fn, _library_cut, cases, _same_cut, convert=_convert_cut,
+        variants=lambda box, window, mv: _cut_variants(box, window, mv),
+        hint="clip the box to the window, shift it by the window's (x1, y1), and compare the "
+             "clipped area over the box's area with min_visible",
+        forbidden=["frcnn_edu.data.tiling.boxes_in_window"], name="cut_crown",
+        passed=f"your rule matches frcnn_edu.data.tiling on {len(cases)} boxes (inside, cut, "
+               "exactly half, a corner, outside, touching the edge, 12 seeded): pieces in the "
+               "tile's pixels, difficult under min_visible.")
