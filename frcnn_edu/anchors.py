@@ -12,7 +12,12 @@ Differences from torchvision: base anchors are not rounded to integers, and cent
 cell centres ((x + 0.5) * stride, (y + 0.5) * stride) where torchvision puts them at the
 cell's top-left corner (x * stride, y * stride).
 
+Choosing the sizes for new data: the paper's 128, 256, 512 suit objects of 100-500 pixels in
+600 x 1000 images. `anchor_sizes_from_boxes` reads them off the training boxes instead: each size
+stands for an equal share of the objects (lesson 08).
+
 Shape key:
+    G  ground-truth boxes (of a whole training set)
     k  anchors per position (len(sizes) * len(ratios))
     H, W  feature-map height and width
     A  anchors in an image (H * W * k)
@@ -22,7 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["make_base_anchors", "grid_anchors", "inside_image"]
+__all__ = ["make_base_anchors", "grid_anchors", "inside_image", "anchor_sizes_from_boxes"]
 
 
 def make_base_anchors(sizes=(128, 256, 512), ratios=(0.5, 1.0, 2.0), dtype=torch.float32, device=None):
@@ -91,3 +96,27 @@ def inside_image(anchors, image_size, allowed_border=0):
     b = allowed_border
     return ((anchors[:, 0] >= -b) & (anchors[:, 1] >= -b)
             & (anchors[:, 2] <= w + b) & (anchors[:, 3] <= h + b))
+
+
+def anchor_sizes_from_boxes(boxes, num_sizes=3):
+    """`num_sizes` anchor sizes read off ground-truth boxes [G, 4]: a tuple of whole pixels.
+
+    An anchor's size is the side of a square of its area, sqrt(w * h) (see `make_base_anchors`),
+    so the boxes are measured the same way. The n sizes are the quantiles of those sizes at the
+    middles of n equal shares, q_i = (i + 0.5) / n (1/6, 1/2, 5/6 for n = 3): each anchor size
+    stands for a third of the objects, and a few huge or tiny boxes cannot pull a size to
+    themselves as the minimum and maximum would. Linear interpolation between the sorted sizes
+    (`torch.quantile`'s default), rounded to whole pixels (`torch.round`), smallest first.
+    """
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4 or len(boxes) == 0:
+        got = list(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+        raise ValueError(f"boxes must be a non-empty tensor [G, 4] of (x1, y1, x2, y2), got {got}: "
+                         "pass the boxes of the training set")
+    if not isinstance(num_sizes, int) or num_sizes < 1:
+        raise ValueError(f"num_sizes must be a whole number >= 1, got {num_sizes!r}")
+    wh = (boxes[:, 2:] - boxes[:, :2]).double()
+    if not bool((wh > 0).all()):
+        raise ValueError("boxes holds degenerate boxes (x2 <= x1 or y2 <= y1): remove them first")
+    sizes = wh.prod(dim=1).sqrt()
+    q = (torch.arange(num_sizes, dtype=torch.float64) + 0.5) / num_sizes
+    return tuple(int(v) for v in torch.quantile(sizes, q).round().tolist())

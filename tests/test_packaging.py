@@ -42,6 +42,10 @@ def test_wheel_installs_with_its_assets_and_runs_lesson_00_outside_the_source(tm
         assert "frcnn_edu/assets/tiny_vgg_shapes.pt" in z.namelist()
         assert not any(n.startswith(("frcnn_edu/book", "tools/")) for n in z.namelist())
         assert "frcnn_edu/assets/results/ladder.json" in z.namelist()
+        trees = "frcnn_edu/assets/treecrowns/"   # lesson 08's photographs, with their licence
+        for name in ("LICENSE", "README.md", "classes.txt", "ImageSets/Main/test.txt",
+                     "Annotations/train_000000.xml", "JPEGImages/train_000000.jpg"):
+            assert trees + name in z.namelist(), name
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
                     str(site), str(wheel)], check=True)

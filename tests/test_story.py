@@ -177,3 +177,23 @@ def test_lesson07_quotes_the_numbers_its_outputs_and_results_print():
     table = _outputs(nb)
     for name, row in rows.items():  # the saved table is the results file's
         assert f"{100 * row['AP']:.1f}" in table, name
+
+
+# Lesson 08 may quote published numbers and settings beside its own runs.
+LESSON08_SOURCES = {"69.9": "Faster R-CNN Table 3, VOC07 (VGG-16)", "73.2": "VOC07+12",
+                    "0.5": "the IoU threshold / min_visible", "0.3": "the detector's NMS",
+                    "0.7": "the RPN's positive IoU", "0.0005": "Adam's lr"}
+
+
+def test_lesson08_quotes_the_numbers_its_outputs_print():
+    """Lesson 08's "What we measured" paragraph quotes its own printed outputs (mAP of the
+    detector and the baseline, steps, seconds) or the published numbers it cites."""
+    nb = nbformat.read(ROOT / "notebooks" / "08_your_own_data.ipynb", as_version=4)
+    printed = set(DECIMAL.findall(_outputs(nb))) | set(re.findall(r"\d+", _outputs(nb)))
+    paragraphs = [(i, c.source) for i, c in enumerate(nb.cells)
+                  if c.cell_type == "markdown" and c.source.startswith("**What we measured")]
+    assert len(paragraphs) == 1, "one paragraph after the scores"
+    stray = [f"cell {i}: {n}" for i, text in paragraphs for n in DECIMAL.findall(text)
+             if n not in printed and n not in LESSON08_SOURCES]
+    assert not stray, f"numbers no output of lesson 08 prints: {stray}"
+    assert "mAP@0.5" in _outputs(nb) and "sliding window" in _outputs(nb)

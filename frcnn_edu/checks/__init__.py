@@ -14,7 +14,7 @@ from importlib import import_module
 from .result import Result, check_close, run_safely, use_or_reference
 
 LESSONS = ("lesson00", "lesson01", "lesson02", "lesson03", "lesson04", "lesson05",
-           "lesson06", "lesson07")
+           "lesson06", "lesson07", "lesson08")
 
 
 def __getattr__(name):  # import each lesson's checkers on first use

@@ -8,6 +8,8 @@ formats (downloads only through the explicit ``download_*`` functions: https, a 
 extraction; see ``download``). A malformed annotation file raises ``AnnotationError``.
 ``spec`` opens a dataset named in one string (the command line's ``--data voc:ROOT``) after
 checking its folder; ``export`` writes any dataset as a VOC or COCO folder (PNG, exact boxes).
+``treecrowns`` opens the aerial photographs of tree crowns that ship with the package (lesson
+08; ``tree_crowns_root()`` is their VOC folder), cut into tiles by ``tiling``.
 ``batching`` pads images into one normalised batch and checks them; ``targets`` checks targets.
 """
 from .coco import COCODataset, CocoAnnotations, read_coco, write_coco
@@ -19,6 +21,8 @@ from .targets import check_target, collate_fn
 from .transforms import Compose, RandomHorizontalFlip, ResizeShorterSide
 from .spec import DataError, held_out_spec, open_dataset, parse_data_spec
 from .voc import VOC_CLASSES, VOCDataset, download_voc, read_voc_annotation, write_voc
+from .tiling import boxes_in_window, tile_annotations, tile_grid
+from .treecrowns import TREE_CLASSES, tree_crowns, tree_crowns_root
 
 __all__ = [
     "CLASSES", "ShapesDataset", "render_shapes_image", "check_target", "collate_fn",
@@ -27,4 +31,6 @@ __all__ = [
     "COCODataset", "CocoAnnotations", "read_coco", "write_coco",
     "PENNFUDAN_CLASSES", "PennFudanDataset", "download_pennfudan", "AnnotationError",
     "export_voc", "export_coco", "open_dataset", "parse_data_spec", "held_out_spec", "DataError",
+    "tile_grid", "boxes_in_window", "tile_annotations", "TREE_CLASSES", "tree_crowns",
+    "tree_crowns_root",
 ]

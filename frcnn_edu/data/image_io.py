@@ -29,12 +29,12 @@ def to_uint8_hwc(image) -> np.ndarray:
     return arr
 
 
-def save_image(image, path) -> tuple:
-    """Write an image (see `to_uint8_hwc`) to `path`; JPEG at quality 95. Returns (H, W)."""
+def save_image(image, path, quality=95) -> tuple:
+    """Write an image (see `to_uint8_hwc`) to `path`; JPEG at `quality` (1-95). Returns (H, W)."""
     arr = to_uint8_hwc(image)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
+    kwargs = {"quality": quality} if path.suffix.lower() in (".jpg", ".jpeg") else {}
     Image.fromarray(arr).save(path, **kwargs)
     return arr.shape[:2]
 

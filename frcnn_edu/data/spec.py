@@ -5,6 +5,8 @@
     coco:ANNOTATIONS.json:IMAGES_DIR  a COCO detection file and the folder of its images
     pennfudan:ROOT                    the PennFudanPed folder (the last 50 photos are the test
                                       split, as in torchvision's tutorial; the other 120 train)
+    treecrowns[:SPLIT]                the tree-crown tiles that ship with the package (a VOC
+                                      folder, `treecrowns.tree_crowns_root()`; lesson 08)
 
 `open_dataset(spec, split)` returns the dataset, with ``classes`` (background first) and
 ``num_classes``, after `check_*` has gone through the folder: a missing folder or image list,
@@ -26,12 +28,14 @@ from .coco import COCODataset
 from .errors import AnnotationError
 from .pennfudan import PennFudanDataset
 from .shapes import ShapesDataset
+from .treecrowns import tree_crowns_root
 from .voc import VOC_CLASSES, VOCDataset, read_voc_annotation
 
 __all__ = ["DataError", "DataSpec", "parse_data_spec", "open_dataset", "held_out_spec",
            "split_spec", "voc_class_names", "PENNFUDAN_TEST_IMAGES"]
 
-SYNTAX = "shapes | voc:ROOT[:SPLIT] | coco:ANNOTATIONS.json:IMAGES_DIR | pennfudan:ROOT"
+SYNTAX = ("shapes | voc:ROOT[:SPLIT] | coco:ANNOTATIONS.json:IMAGES_DIR | pennfudan:ROOT | "
+          "treecrowns[:SPLIT]")
 #: the torchvision tutorial holds out the last 50 of the 170 Penn-Fudan photos
 PENNFUDAN_TEST_IMAGES = 50
 
@@ -59,6 +63,8 @@ def parse_data_spec(text: str) -> DataSpec:
         return DataSpec("coco", Path(parts[0]), Path(parts[1]), None)
     if kind == "pennfudan" and len(parts) == 1 and parts[0]:
         return DataSpec("pennfudan", Path(parts[0]), None, None)
+    if kind == "treecrowns" and len(parts) <= 1:   # the shipped VOC folder, by name
+        return DataSpec("voc", tree_crowns_root(), None, parts[0] if parts and parts[0] else None)
     raise DataError(f"--data {text!r}: expected {SYNTAX}")
 
 

@@ -75,13 +75,13 @@ def _annotation_xml(filename, size, target, class_names, round_coords) -> ET.Ele
 
 
 def write_voc(items, root, class_names=CLASSES, split="train", image_format="jpg",
-              round_coords=True, prefix=None) -> list:
+              round_coords=True, prefix=None, jpeg_quality=95) -> list:
     """Write (image, target) items (e.g. a ``ShapesDataset``) as a VOC folder at `root`.
 
     Image ids are ``f"{prefix}{i:06d}"`` (prefix defaults to ``f"{split}_"``, so several splits
     can share one folder); ``ImageSets/Main/<split>.txt`` lists them. With ``round_coords``
     (VOC's own integer pixels) boxes are rounded to whole pixels; otherwise they are written
-    exactly as decimals. Returns the list of ids.
+    exactly as decimals. `jpeg_quality` (1-95) trades file size for fidelity. Returns the ids.
     """
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
@@ -91,7 +91,7 @@ def write_voc(items, root, class_names=CLASSES, split="train", image_format="jpg
         check_target(target, num_classes=len(class_names), name=f"target of item {i}")
         ids.append(f"{prefix}{i:06d}")
         filename = f"{ids[-1]}.{image_format}"
-        size = save_image(image, root / "JPEGImages" / filename)
+        size = save_image(image, root / "JPEGImages" / filename, quality=jpeg_quality)
         tree = _annotation_xml(filename, size, target, class_names, round_coords)
         (root / "Annotations").mkdir(parents=True, exist_ok=True)
         tree.write(root / "Annotations" / f"{ids[-1]}.xml", encoding="utf-8")
