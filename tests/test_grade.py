@@ -150,11 +150,11 @@ def test_missing_grader_dependencies_name_the_extra(monkeypatch):
 def test_student_copy_of_lesson_03_runs_top_to_bottom(tmp_path):
     """Quick setting, every stub left in place: no cell raises; the checkers say 'not filled in'
     and the widget cell runs."""
-    import nbclient
+    from frcnn_edu.checks.runner import notebook_client
     out, removed = make_student_copy(LESSON, tmp_path)
     nb = nbformat.read(out, as_version=4)
     os.environ.update(FRCNN_EDU_FAST="1", MPLBACKEND="Agg")
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+    notebook_client(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors

@@ -120,12 +120,13 @@ def lesson_copy(path, install_cell, local_cell):
 
 def run_lesson(where, nb, name, timeout):
     """Run the notebook in the mimic's kernel; (seconds, None) or (seconds, the error)."""
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
+
+    from frcnn_edu.checks.runner import notebook_client   # nbclient without its lost wake-up
 
     start, error = time.perf_counter(), None
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
+        notebook_client(nb, timeout=timeout, kernel_name=KERNEL,
                        resources={"metadata": {"path": str(where)}}).execute()
     except CellExecutionError as err:
         error = f"{err.ename}: {err.evalue}"

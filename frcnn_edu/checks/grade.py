@@ -72,7 +72,9 @@ def run_notebook(path, timeout, workdir):
         return {"run": f"unreadable: {type(e).__name__}: {' '.join(str(e).split())[:200]}",
                 "records": []}
     nb.cells.append(nbformat.v4.new_code_cell(RECORD_CELL))
-    client = nbclient.NotebookClient(
+    from frcnn_edu.checks.runner import notebook_client   # nbclient without its lost wake-up
+
+    client = notebook_client(
         nb, timeout=timeout, allow_errors=True, kernel_name="python3",
         interrupt_on_timeout=True, error_on_timeout={"ename": "TimeoutError", "evalue": "",
                                                      "traceback": []},
