@@ -77,13 +77,18 @@ def test_nothing_arriving_raises_empty_at_the_timeout_not_before():
 
 def _run(sources, **kwargs):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
-    runner.notebook_client(nb, kernel_name="python3", **kwargs).execute()
-    return nb
+    channels = []
+    client = runner.notebook_client(nb, kernel_name="python3", **kwargs)
+    client.on_cell_start = lambda **_: channels.append(
+        (type(client.kc.shell_channel), type(client.kc.iopub_channel)))
+    client.execute()
+    return nb, channels
 
 
 def test_a_real_kernel_runs_cells_with_their_outputs_and_errors():
-    nb = _run(["print('stdout'); 6 * 7", "1 / 0", "from IPython.display import HTML\n"
-               "HTML('<b>x</b>')"], timeout=60, allow_errors=True)
+    nb, channels = _run(["print('stdout'); 6 * 7", "1 / 0", "from IPython.display import HTML\n"
+                         "HTML('<b>x</b>')"], timeout=60, allow_errors=True)
+    assert channels and set(channels) == {(runner.SlicedChannel, runner.SlicedChannel)}
     first, second, third = (c.outputs for c in nb.cells)
     assert first[0]["text"] == "stdout\n" and first[1]["data"]["text/plain"] == "42"
     assert second[0]["output_type"] == "error" and second[0]["ename"] == "ZeroDivisionError"

@@ -54,7 +54,9 @@ class SlicedKernelClient(AsyncKernelClient):
 class SlicedKernelManager(AsyncKernelManager):
     """A kernel manager whose clients are `SlicedKernelClient`s."""
 
+    # AsyncKernelManager gives client_factory a fixed default, so the name alone is not enough
     client_class = DottedObjectName("frcnn_edu.checks.runner.SlicedKernelClient")
+    client_factory = Type(SlicedKernelClient)
 
 
 def notebook_client(nb, **kwargs):
