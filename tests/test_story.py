@@ -95,6 +95,15 @@ def test_numbers_in_the_prose_come_from_the_outputs_or_a_results_file(path):
     assert not stray, f"{path.name}: numbers in the prose that no output or results file shows: {stray}"
 
 
+def test_the_readme_quotes_the_grading_time():
+    graded = load_results("grading")
+    minutes, seconds = divmod(round(graded["seconds"]), 60)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert graded["rows_right"] and not graded["timed_out"]
+    assert (f"A class of {graded['copies']} lesson-{graded['lesson'][:2]} notebooks took "
+            f"{minutes} min {seconds} s on a {graded['cores']}-core CPU") in readme
+
+
 def test_the_readme_quotes_the_ladder():
     lad, readme = ladder(), (ROOT / "README.md").read_text()
     # the results table's row (a table line), not the sentence that names the command

@@ -17,6 +17,7 @@ The fix is the same direct poll, made every `SLICE` seconds: the channels below 
 and look at the socket itself between them, so a missed signal costs at most one slice. Nothing
 else about nbclient changes (timeouts, errors, outputs, widgets).
 """
+import math
 import time
 from queue import Empty
 
@@ -32,14 +33,13 @@ class SlicedChannel(AsyncZMQSocketChannel):
     """An asyncio ZMQ channel whose `get_msg` waits in slices of `SLICE` seconds."""
 
     async def get_msg(self, timeout=None):
-        start = time.monotonic()
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            left = None if timeout is None else timeout - (time.monotonic() - start)
-            wait = SLICE if left is None else max(0.0, min(SLICE, left))
-            ready = await self.socket.poll(int(wait * 1000))   # on expiry pyzmq polls directly
-            if ready:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait = SLICE if left is None else min(SLICE, left)
+            if await self.socket.poll(math.ceil(wait * 1000)):   # at expiry pyzmq looks directly
                 return await self._recv()
-            if left is not None and left <= wait:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise Empty
 
 
