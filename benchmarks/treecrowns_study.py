@@ -7,8 +7,9 @@ box statistics, tiles at their own scale, Adam, approximate joint) with one chan
 (augmentation, backbone, learning rate, anchors), and every `--eval-every` steps scores the
 splits: train, test (a second photograph, 13 km away) and othersites (two other forests), with
 the model's score threshold (0.05, 100 detections per tile) and with none (0.0, 300). The
-sliding-window baseline of the lesson is scored once. Appends one JSON line per run to
-benchmarks/results/treecrowns_study.jsonl (with the load average and the seconds of training).
+sliding-window baseline of the lesson is scored once. Each run is stored under its --name in
+benchmarks/results/treecrowns_study.json (with the load average and the seconds of training),
+which lesson 08 prints.
 """
 import argparse
 import json
@@ -26,7 +27,7 @@ from frcnn_edu.models import shapes_faster_rcnn
 from frcnn_edu.models.build import freeze_blocks
 from frcnn_edu.training import train_joint
 
-OUT = Path(__file__).resolve().parent / "results" / "treecrowns_study.jsonl"
+OUT = Path(__file__).resolve().parent / "results" / "treecrowns_study.json"
 
 
 def score(model, dataset, thresh, per_image):
@@ -108,9 +109,15 @@ def main():
     record = {"name": args.name, "args": vars(args), "anchor_sizes": sizes, "baseline": baseline,
               "rows": rows, "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2),
               "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    OUT.parent.mkdir(exist_ok=True)
-    with OUT.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    save(record)
+
+
+def save(record, path=OUT):
+    """Add `record` to the results file under its name (a run of the same name is replaced)."""
+    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    runs = [r for r in runs if r["name"] != record["name"]] + [record]
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
