@@ -49,7 +49,8 @@ import torch
 from frcnn_edu.boxes import box_iou
 from frcnn_edu.data.targets import check_labels
 
-__all__ = ["COCO_IOU_THRESHOLDS", "average_precision", "voc_eval", "proposal_recall",
+__all__ = ["COCO_IOU_THRESHOLDS", "average_precision", "voc_eval", "sliding_window_baseline",
+           "proposal_recall",
            "average_recall"]
 
 #: IoU thresholds 0.5, 0.55, ..., 0.95 (exact decimals), as in COCO and Hosang et al.
@@ -292,3 +293,25 @@ def average_recall(proposals, gt_boxes, iou_thresholds=COCO_IOU_THRESHOLDS, top_
     mean over 0.5, 0.55, ..., 0.95 (COCO's AR) approximates it. Returns a float (nan without gt).
     """
     return float(proposal_recall(proposals, gt_boxes, iou_thresholds, top_n).mean())
+
+
+def sliding_window_baseline(dataset, size, stride=16, seed=0):
+    """A detector that knows the box statistics and nothing else (lesson 08's baseline): squares
+    of `size` pixels every `stride` pixels over each image of `dataset` (the anchors of one size
+    and ratio 1, without an RPN's scores or deltas), each with a random score, label 1. A model
+    scoring above it on held-out images learned something from the pixels.
+
+    Returns one dict(boxes [D, 4], labels [D], scores [D]) per image, as a detector's eval
+    output; the image sizes come from `dataset.get_annotation(i)["size"]` (no image is read).
+    """
+    from frcnn_edu.anchors import grid_anchors, make_base_anchors
+
+    g = torch.Generator().manual_seed(seed)
+    base = make_base_anchors(sizes=(size,), ratios=(1.0,))
+    predictions = []
+    for i in range(len(dataset)):
+        h, w = dataset.get_annotation(i)["size"]
+        boxes = grid_anchors(base, (h // stride, w // stride), stride)
+        predictions.append(dict(boxes=boxes, labels=torch.ones(len(boxes), dtype=torch.int64),
+                                scores=torch.rand(len(boxes), generator=g)))
+    return predictions

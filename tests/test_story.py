@@ -206,3 +206,40 @@ def test_lesson08_quotes_the_numbers_its_outputs_print():
              if n not in printed and n not in LESSON08_SOURCES]
     assert not stray, f"numbers no output of lesson 08 prints: {stray}"
     assert "mAP@0.5" in _outputs(nb) and "sliding window" in _outputs(nb)
+
+
+def _lesson08_scores():
+    """{(split, "baseline" | "detector"): mAP} as lesson 08's section 5 prints them."""
+    nb = nbformat.read(ROOT / "notebooks" / "08_your_own_data.ipynb", as_version=4)
+    text = _outputs(nb)
+    scores = {}
+    for split in ("test", "othersites"):
+        for kind, pattern in (("baseline", "sliding window"), ("detector", "Faster R-CNN")):
+            m = re.search(rf"{split}: {pattern}[^\n]*?mAP@0.5 (\d\.\d{{3}})", text)
+            assert m, f"lesson 08 prints no {kind} score on {split}"
+            scores[split, kind] = m.group(1)
+    m = re.search(r"train \(the tiles it learned from\)\s+mAP@0.5 (\d\.\d{3})", text)
+    assert m, "lesson 08 prints no training mAP"
+    scores["train", "detector"] = m.group(1)
+    return scores
+
+
+def test_lesson08_detector_beats_the_baseline_on_held_out_photographs_and_readme_agrees():
+    """Issue 17's target: the saved lesson's detector scores above the sliding-window baseline
+    on the held-out photograph (and the other forests), and the README quotes those numbers."""
+    s = _lesson08_scores()
+    for split in ("test", "othersites"):
+        assert float(s[split, "detector"]) > 2 * float(s[split, "baseline"]), split
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("| lesson 08:"))
+    for key in (("train", "detector"), ("test", "detector"), ("test", "baseline")):
+        assert s[key] in row, f"README's lesson 08 row lacks {key}: {s[key]}"
+
+
+def test_lesson08_prints_the_study_it_cites():
+    """The lesson's table of held-out mAP along training is the results file's."""
+    nb = nbformat.read(ROOT / "notebooks" / "08_your_own_data.ipynb", as_version=4)
+    text = _outputs(nb)
+    for run in load_results("treecrowns_study")["runs"]:
+        line = next(line for line in text.splitlines() if line.startswith(run["name"]))
+        assert f"{run['rows'][-1]['test'][0]:.3f}" in line, run["name"]

@@ -18,7 +18,8 @@ from .export import export_coco, export_voc
 from .pennfudan import PENNFUDAN_CLASSES, PennFudanDataset, download_pennfudan
 from .shapes import CLASSES, ShapesDataset, render_shapes_image
 from .targets import check_target, collate_fn
-from .transforms import Compose, RandomHorizontalFlip, ResizeShorterSide
+from .transforms import (ColorJitter, Compose, RandomHorizontalFlip, RandomRotate90,
+                         RandomVerticalFlip, ResizeShorterSide, aerial_augmentation)
 from .spec import DataError, held_out_spec, open_dataset, parse_data_spec
 from .voc import VOC_CLASSES, VOCDataset, download_voc, read_voc_annotation, write_voc
 from .tiling import boxes_in_window, tile_annotations, tile_grid
@@ -26,7 +27,8 @@ from .treecrowns import TREE_CLASSES, tree_crowns, tree_crowns_root
 
 __all__ = [
     "CLASSES", "ShapesDataset", "render_shapes_image", "check_target", "collate_fn",
-    "Compose", "RandomHorizontalFlip", "ResizeShorterSide",
+    "Compose", "RandomHorizontalFlip", "ResizeShorterSide", "RandomVerticalFlip", "RandomRotate90",
+    "ColorJitter", "aerial_augmentation",
     "VOC_CLASSES", "VOCDataset", "write_voc", "read_voc_annotation", "download_voc",
     "COCODataset", "CocoAnnotations", "read_coco", "write_coco",
     "PENNFUDAN_CLASSES", "PennFudanDataset", "download_pennfudan", "AnnotationError",

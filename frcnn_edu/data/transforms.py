@@ -7,6 +7,16 @@
   (sec. 4): rescale so the shorter side is ``size`` (600 in the papers) unless the longer side
   would exceed ``max_size`` (1000); boxes are scaled by the same factors.
 
+Aerial photographs have no "up" (lesson 08), so for them the flips and rotations of the square's
+symmetry group are as valid as the horizontal flip, and light differs between photographs:
+
+* ``RandomVerticalFlip``, ``RandomRotate90`` (k x 90 degrees, k drawn from 0..3): exact, the
+  pixels and boxes are moved by torchvision's ``transforms.v2.functional`` (which transforms
+  boxes given as ``tv_tensors.BoundingBoxes``), so no pixel is interpolated.
+* ``ColorJitter``: brightness, contrast, saturation and hue factors drawn per image and applied
+  with torchvision's ``adjust_*`` functions; the boxes do not move.
+* ``aerial_augmentation()``: the recipe of lesson 08, ``Compose`` of the three.
+
 Instance masks (``target["masks"]`` uint8 [G, H, W], Mask R-CNN) move too: a flip mirrors
 them, and a resize samples them with nearest neighbour (each new pixel takes the value of the
 old pixel under its position), so they stay binary and need no threshold.
@@ -28,7 +38,8 @@ import torch.nn.functional as F
 
 from .targets import check_target
 
-__all__ = ["Compose", "RandomHorizontalFlip", "ResizeShorterSide", "hflip_boxes",
+__all__ = ["Compose", "RandomHorizontalFlip", "RandomVerticalFlip", "RandomRotate90",
+           "ColorJitter", "aerial_augmentation", "ResizeShorterSide", "hflip_boxes",
            "resize_image", "resize_image_and_boxes", "shorter_side_scale"]
 
 
@@ -85,6 +96,121 @@ class RandomHorizontalFlip:
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
+
+
+def _geometric(fn, image, target):
+    """Apply torchvision's v2 functional `fn` (e.g. ``vflip``) to the image and to everything in
+    the target that lives in its pixels: boxes (and external proposals) as
+    ``tv_tensors.BoundingBoxes``, masks as ``tv_tensors.Mask``. Other keys are copied."""
+    from torchvision import tv_tensors
+
+    h, w = image.shape[-2:]
+    target = dict(target)
+    for key in ("boxes", "proposals"):
+        if key in target:
+            boxes = tv_tensors.BoundingBoxes(target[key], format="XYXY", canvas_size=(h, w))
+            target[key] = fn(boxes).as_subclass(torch.Tensor)
+    if "masks" in target:
+        target["masks"] = fn(tv_tensors.Mask(target["masks"])).as_subclass(torch.Tensor)
+    return fn(image), target
+
+
+class RandomVerticalFlip:
+    """Flip image and boxes top-bottom with probability `p`: y1' = H - y2, y2' = H - y1.
+
+    Valid where the images have no "up" (aerial photographs, microscopy), not for street scenes.
+    """
+
+    def __init__(self, p: float = 0.5, generator: torch.Generator | None = None):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p}")
+        self.p, self.generator = p, generator
+
+    def __call__(self, image, target):
+        _check_image(image)
+        check_target(target)
+        if torch.rand((), generator=self.generator).item() >= self.p:
+            return image, target
+        from torchvision.transforms.v2 import functional as TF
+        return _geometric(TF.vflip, image, target)
+
+    def __repr__(self) -> str:
+        return f"RandomVerticalFlip(p={self.p})"
+
+
+class RandomRotate90:
+    """Rotate image and boxes by k x 90 degrees counter-clockwise, k uniform in 0..3.
+
+    A 90-degree turn maps the pixel grid onto itself, so nothing is interpolated and an axis-
+    aligned box stays one, exactly: (x, y) -> (y, W - x), H and W swap. With the flips, the
+    eight symmetries of the square: an aerial view seen from any compass direction.
+    """
+
+    def __init__(self, generator: torch.Generator | None = None):
+        self.generator = generator
+
+    def __call__(self, image, target):
+        _check_image(image)
+        check_target(target)
+        k = int(torch.randint(4, (), generator=self.generator))
+        if k == 0:
+            return image, target
+        from torchvision.transforms.v2 import functional as TF
+        return _geometric(lambda x: TF.rotate(x, 90.0 * k, expand=True), image, target)
+
+    def __repr__(self) -> str:
+        return "RandomRotate90()"
+
+
+class ColorJitter:
+    """Random brightness, contrast, saturation (factors in [1 - a, 1 + a]) and hue (shift in
+    [-hue, hue], a share of the colour circle), in that order, on images in [0, 1]; boxes stay.
+
+    The factors come from `generator` and the pixels are changed by torchvision's
+    ``adjust_brightness`` .. ``adjust_hue`` (as ``transforms.v2.ColorJitter`` does, in a fixed
+    order). A detector trained on one photograph learns its light and colours as part of what
+    a crown looks like; jitter makes them vary, so that what it learns is shape and texture.
+    """
+
+    def __init__(self, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
+                 generator: torch.Generator | None = None):
+        for name, v in (("brightness", brightness), ("contrast", contrast),
+                        ("saturation", saturation)):
+            if not 0.0 <= v < 1.0:
+                raise ValueError(f"{name} must be in [0, 1) (factors in [1 - {name}, "
+                                 f"1 + {name}]), got {v}")
+        if not 0.0 <= hue <= 0.5:
+            raise ValueError(f"hue must be in [0, 0.5] (a share of the colour circle), got {hue}")
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+        self.generator = generator
+
+    def _factor(self, a):
+        return 1.0 + a * (2 * torch.rand((), generator=self.generator).item() - 1)
+
+    def __call__(self, image, target):
+        _check_image(image)
+        from torchvision.transforms.v2 import functional as TF
+        b, c, s = (self._factor(a) for a in (self.brightness, self.contrast, self.saturation))
+        h = self.hue * (2 * torch.rand((), generator=self.generator).item() - 1)
+        image = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(image, b), c), s)
+        if self.hue:
+            image = TF.adjust_hue(image, h)
+        return image.clamp(0.0, 1.0), target
+
+    def __repr__(self) -> str:
+        return (f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, "
+                f"saturation={self.saturation}, hue={self.hue})")
+
+
+def aerial_augmentation(flips=True, jitter=0.0, hue=0.0, generator=None):
+    """Lesson 08's augmentation of aerial tiles: vertical flips and 90-degree rotations (with
+    the training loop's horizontal flips, all eight views of the square) when `flips`, and
+    brightness, contrast and saturation jitter of +-`jitter` (hue +-`hue`) when non-zero."""
+    transforms = [RandomVerticalFlip(generator=generator), RandomRotate90(generator=generator)] \
+        if flips else []
+    if jitter or hue:
+        transforms.append(ColorJitter(jitter, jitter, jitter, hue, generator=generator))
+    return Compose(transforms)
 
 
 def shorter_side_scale(height: int, width: int, size: int = 600, max_size: int | None = 1000) -> float:
