@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 from .data import ShapesDataset
+from .data.transforms import ColorJitter
 from .data.spec import SYNTAX, DataError, held_out_spec, open_dataset, split_spec
 from .inference import evaluate
 from .models.build import BACKBONES, PAPER_FREEZE, WeightsError
@@ -87,14 +88,23 @@ def _positive(kind):
     return parse
 
 
-def _probability(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"a score threshold must lie in [0, 1], got {text}")
-    return value
+def _bounded(low, high, what, closed=True):
+    """argparse type: a float in [low, high] (or [low, high) when not `closed`)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+        if not (low <= value <= high if closed else low <= value < high):
+            raise argparse.ArgumentTypeError(
+                f"{what} must lie in [{low}, {high}{']' if closed else ')'}, got {text}")
+        return value
+    return parse
+
+
+_probability = _bounded(0.0, 1.0, "a score threshold")
+_jitter = _bounded(0.0, 1.0, "a jitter strength (factors in [1 - S, 1 + S])", closed=False)
+_hue = _bounded(0.0, 0.5, "a hue shift (a share of the colour circle)")
 
 
 # config.json keys -> the flags that set them (for the messages of a refused resume)
@@ -104,10 +114,11 @@ FLAGS = {"method": "--method", "minutes": "--minutes", "seed": "--seed", "lr": "
          "model.num_classes": "the dataset's number of classes", "data": "--data",
          "eval_data": "--eval-data", "steps": "--steps", "model.backbone": "--backbone",
          "weights": "--weights", "freeze": "--freeze", "masks": "--masks",
-         "processes": "the number of processes (torchrun --nproc_per_node)"}
+         "processes": "the number of processes (torchrun --nproc_per_node)",
+         "color_jitter": "--color-jitter", "hue": "--hue"}
 # what a config.json written before these settings existed trained with
 LEGACY = {"data": "shapes", "model.backbone": "tinyvgg", "weights": "imagenet", "freeze": 0,
-          "masks": False, "processes": 1}
+          "masks": False, "processes": 1, "color_jitter": 0.0, "hue": 0.0}
 
 
 def _flat(config, prefix=""):
@@ -190,20 +201,35 @@ def _train_config(args, data):
             "lr": args.lr, "optimizer": args.optimizer, "train_images": args.train_images,
             "data": args.data, "eval_data": args.eval_data, "weights": args.weights,
             "freeze": freeze, "masks": args.masks, "processes": distributed.world()[1],
+            "color_jitter": args.color_jitter, "hue": args.hue,
             "model": {"num_classes": data.num_classes, "pooler": args.pooler,
                       "stride": args.stride, "image_scale": args.image_scale,
                       "backbone": args.backbone}}
 
 
-def _dataset(spec, split, num_images=None, masks=False):
+def _dataset(spec, split, num_images=None, masks=False, transforms=None):
     """`open_dataset`, with the shapes made here (so a test can swap in smaller ones)."""
     if spec == "shapes":
         extra = {"masks": True} if masks else {}  # box-only: the plain call (tests swap it)
+        if transforms is not None:
+            extra["transforms"] = transforms
         return ShapesDataset(split, num_images=num_images, **extra)
     if masks:
         raise UsageError(f"--masks trains on the shapes' instance masks; --data {spec} is read "
                          "with boxes only: drop --masks, or train Mask R-CNN on --data shapes")
-    return open_dataset(spec, split, num_images)
+    return open_dataset(spec, split, num_images, transforms=transforms)
+
+
+def _training_transforms(args):
+    """`--color-jitter` / `--hue` as a `ColorJitter` of the training images (lesson 08: a
+    detector trained on one photograph's light learns it as part of the object), or None.
+    Its draws come from a generator seeded with --seed (and the process's rank); a resumed run
+    starts them afresh, so it sees other colours than an uninterrupted one would."""
+    if not (args.color_jitter or args.hue):
+        return None
+    generator = torch.Generator().manual_seed(args.seed * 1000 + distributed.world()[0])
+    return ColorJitter(args.color_jitter, args.color_jitter, args.color_jitter, args.hue,
+                       generator=generator)
 
 
 def _held_out(args, data):
@@ -224,7 +250,8 @@ def cmd_train(args):
     device = distributed.init_from_env(_device(args.device))  # under torchrun: join the others
     rank, world = distributed.world()
     _resolve_settings(args)
-    data = _dataset(args.data, "train", args.train_images, masks=args.masks)  # bad folder: here
+    data = _dataset(args.data, "train", args.train_images, masks=args.masks,  # bad folder: here
+                    transforms=_training_transforms(args))
     eval_spec, held = _held_out(args, data)
     config = _train_config(args, data)
     _check_resume(out, config)  # before anything in the folder is written
@@ -402,6 +429,12 @@ def build_parser():
                    help="SGD with momentum 0.9 (the papers) or Adam (default, fewer steps)")
     t.add_argument("--lr", type=_positive(float), default=None,
                    help="learning rate (default 0.0005 for Adam, 0.01 for SGD)")
+    t.add_argument("--color-jitter", type=_jitter, default=0.0, metavar="S",
+                   help="scale each training image's brightness, contrast and saturation by a "
+                        "random factor in [1 - S, 1 + S] (lesson 08 uses 0.3; default 0: off)")
+    t.add_argument("--hue", type=_hue, default=0.0, metavar="H",
+                   help="shift each training image's hue by up to H of the colour circle "
+                        "(lesson 08 uses 0.05; default 0: off)")
     t.add_argument("--masks", action="store_true",
                    help="train Mask R-CNN (a mask branch beside the box head) on the shapes' "
                         "instance masks; metrics.json adds mask AP")

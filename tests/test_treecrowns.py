@@ -1,6 +1,7 @@
 """Lesson 08's photographs: the shipped VOC folder, the tiling rule it was made with, and
 choosing anchor sizes from box statistics."""
 import csv
+import json
 
 import pytest
 import torch
@@ -83,3 +84,38 @@ def test_anchor_sizes_from_boxes():
         anchor_sizes_from_boxes(torch.zeros(0, 4))
     with pytest.raises(ValueError, match="degenerate"):
         anchor_sizes_from_boxes(torch.tensor([[0.0, 0, 0, 5]]))
+
+
+def test_train_color_jitter_flags_jitter_the_training_tiles_and_are_kept(tmp_path, capsys):
+    """`train --data treecrowns --color-jitter 0.3 --hue 0.05`: lesson 08's colour jitter from the
+    command line. The training images change colour and keep their boxes; the run folder records
+    both settings, so a resume with other values is refused."""
+    from frcnn_edu import cli
+    args = cli.build_parser().parse_args(["train", "--data", "treecrowns", "--out", str(tmp_path),
+                                          "--color-jitter", "0.3", "--hue", "0.05"])
+    plain = open_dataset("treecrowns", "train")
+    jittered = cli._dataset("treecrowns", "train", transforms=cli._training_transforms(args))
+    (image, target), (want_image, want) = jittered[0], plain[0]
+    assert image.shape == want_image.shape and not torch.allclose(image, want_image, atol=1e-3)
+    assert torch.equal(target["boxes"], want["boxes"])
+    assert 0.0 <= image.min() and image.max() <= 1.0
+    off = cli.build_parser().parse_args(["train", "--data", "treecrowns", "--out", str(tmp_path)])
+    assert cli._training_transforms(off) is None     # the default trains on the pixels as read
+    # two steps through the command, then a resume with another strength
+    run = ["train", "--data", "treecrowns", "--image-scale", "none", "--steps", "1",
+           "--device", "cpu", "--out", str(tmp_path / "run"), "--color-jitter", "0.3"]
+    assert cli.main(run) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["color_jitter"], config["hue"]) == (0.3, 0.0)
+    capsys.readouterr()
+    assert cli.main(run[:-1] + ["0.2"]) == 2
+    assert "--color-jitter 0.3 -> 0.2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [("--color-jitter", "1.0"), ("--color-jitter", "-0.1"),
+                                         ("--hue", "0.6"), ("--hue", "x")])
+def test_bad_jitter_values_name_the_flag(flag, value, tmp_path, capsys):
+    from frcnn_edu import cli
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--out", str(tmp_path), flag, value])
+    assert flag in capsys.readouterr().err

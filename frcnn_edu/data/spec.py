@@ -135,33 +135,33 @@ class _Part(torch.utils.data.Subset):
         self.classes, self.num_classes = dataset.classes, dataset.num_classes
 
 
-def _voc(spec: DataSpec, split: str):
+def _voc(spec: DataSpec, split: str, transforms=None):
     names = voc_class_names(spec.root) if spec.root.is_dir() else VOC_CLASSES
     if spec.split is None and split == "train" and \
             (spec.root / "ImageSets" / "Main" / "trainval.txt").is_file():
         split = "trainval"   # VOC's own training list (train + val)
     split = spec.split or split
     check_voc(spec.root, split, names)
-    return VOCDataset(spec.root, split, class_names=names)
+    return VOCDataset(spec.root, split, class_names=names, transforms=transforms)
 
 
-def _coco(spec: DataSpec):
+def _coco(spec: DataSpec, transforms=None):
     _need(spec.root, "the COCO annotation file", "pass coco:ANNOTATIONS.json:IMAGES_DIR")
     _need(spec.images, "the folder of the COCO file's images", "pass coco:ANNOTATIONS.json:"
           "IMAGES_DIR with the folder that holds the files named in 'images'")
     try:
-        dataset = COCODataset(spec.images, spec.root)
+        dataset = COCODataset(spec.images, spec.root, transforms=transforms)
     except AnnotationError as e:
         raise DataError(str(e)) from None
     check_coco(dataset, spec.root)
     return dataset
 
 
-def _pennfudan(spec: DataSpec, split: str):
+def _pennfudan(spec: DataSpec, split: str, transforms=None):
     _need(spec.root, "the PennFudanPed folder", "download it with "
           "frcnn_edu.data.download_pennfudan() or pass the unpacked PennFudanPed folder")
     try:
-        dataset = PennFudanDataset(spec.root)
+        dataset = PennFudanDataset(spec.root, transforms=transforms)
     except (FileNotFoundError, AnnotationError) as e:
         raise DataError(str(e)) from None
     n, test = len(dataset), min(PENNFUDAN_TEST_IMAGES, len(dataset) // 2)
@@ -171,21 +171,24 @@ def _pennfudan(spec: DataSpec, split: str):
     return _Part(dataset, range(n - test) if split == "train" else range(n - test, n))
 
 
-def open_dataset(text: str, split: str = "train", num_images: int | None = None):
+def open_dataset(text: str, split: str = "train", num_images: int | None = None,
+                 transforms=None):
     """The dataset `text` names (see the module docstring), checked, for `split`.
 
     `split` is "train", "val" or "test": the shapes split; VOC's image list unless the spec
     names one ("train" reads trainval.txt where it exists); Penn-Fudan's part; COCO has one
     file per split, so the spec names it. `num_images` sets the shapes' length only.
+    `transforms` (image, target) -> (image, target) is applied to every item read, e.g.
+    `data.transforms.ColorJitter` (`train --color-jitter`).
     """
     spec = parse_data_spec(text)
     if spec.kind == "shapes":
-        return ShapesDataset(split, num_images=num_images)
+        return ShapesDataset(split, num_images=num_images, transforms=transforms)
     if spec.kind == "voc":
-        return _voc(spec, split)
+        return _voc(spec, split, transforms)
     if spec.kind == "coco":
-        return _coco(spec)
-    return _pennfudan(spec, split)
+        return _coco(spec, transforms)
+    return _pennfudan(spec, split, transforms)
 
 
 def held_out_spec(text: str) -> str | None:

@@ -3,7 +3,7 @@
     from frcnn_edu.data import tree_crowns_root, tree_crowns
     tree_crowns_root()            # the VOC folder inside the installed package
     tree_crowns("train")          # VOCDataset of the training tiles, one class "tree"
-    python -m frcnn_edu train --data treecrowns --out runs/trees
+    python -m frcnn_edu train --data treecrowns --color-jitter 0.3 --hue 0.05 --out runs/trees
 
 Aerial RGB tiles of about 400 x 400 pixels with a box on every tree crown, made from DeepForest's
 example data (MIT licence; NEON photographs) by tools/make_treecrowns.py. Splits: "train" and
