@@ -6,9 +6,13 @@ the model builder (`recipes.shapes_faster_rcnn`, e.g. fg_fraction, rois_per_imag
 `train_joint` (e.g. warmup, lr_drops), and optionally a cosine schedule in place of the step drop;
 metrics.json is the command's own (held-out mAP on the 200 `test` images). Prints one RESULT line.
 
-    PYTHONPATH=$PWD python benchmarks/steps_study.py OUT SEED STEPS MODEL_JSON TRAIN_JSON [SCHEDULE]
+    PYTHONPATH=$PWD python benchmarks/steps_study.py OUT SEED STEPS MODEL_JSON TRAIN_JSON \
+        [SCHEDULE [TRAIN FLAGS...]]
     e.g. ... /tmp/h12/roi128 0 800 '{"rois_per_image": 128}' '{}'
          ... /tmp/h12/cos 0 800 '{}' '{}' cosine        # cosine[:FLOOR], FLOOR a fraction of lr
+         ... /tmp/s14/lr 0 800 '{}' '{}' step --lr 0.00075   # flags go to `train` itself
+(`lr` and the other settings the command passes to `train_joint` are set by flags, not TRAIN_JSON,
+whose keys the command's own keywords would override.)
 """
 import functools
 import json
@@ -32,16 +36,17 @@ def main():
     out, seed, steps = sys.argv[1:4]
     model_kw, train_kw = json.loads(sys.argv[4]), json.loads(sys.argv[5])
     schedule = sys.argv[6] if len(sys.argv) > 6 else "step"
+    flags = sys.argv[7:]
     recipes.shapes_faster_rcnn = functools.partial(recipes.shapes_faster_rcnn, **model_kw)
     cli.train_joint = functools.partial(schemes.train_joint, **train_kw)
     if schedule.startswith("cosine"):
         loop.lr_at = cosine(float(schedule.split(":")[1]) if ":" in schedule else 0.0)
     start = time.time()
-    cli.main(["train", "--method", "joint", "--steps", steps, "--seed", seed, "--out", out])
+    cli.main(["train", "--method", "joint", "--steps", steps, "--seed", seed, "--out", out, *flags])
     m = json.loads(open(f"{out}/metrics.json").read())
     print("RESULT", out, "mAP", m["mAP"], "steps", m["train_steps"], "train_s", m["train_seconds"],
           "threads", m["threads"], "wall", round(time.time() - start), model_kw, train_kw, schedule,
-          flush=True)
+          *flags, flush=True)
 
 
 if __name__ == "__main__":

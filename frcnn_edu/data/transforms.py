@@ -74,18 +74,29 @@ def hflip_boxes(boxes: torch.Tensor, width: float) -> torch.Tensor:
     return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
 
 
-class RandomHorizontalFlip:
-    """Flip image and boxes left-right with probability `p` (Fast R-CNN sec. 2.3)."""
+class _RandomFlip:
+    """What the random flips share: a probability `p` and the generator of their coin."""
 
     def __init__(self, p: float = 0.5, generator: torch.Generator | None = None):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be a probability in [0, 1], got {p}")
         self.p, self.generator = p, generator
 
-    def __call__(self, image, target):
+    def _flips(self, image, target) -> bool:
+        """Check the inputs and toss the coin (one draw from the generator, whatever `p`)."""
         _check_image(image)
         check_target(target)
-        if torch.rand((), generator=self.generator).item() >= self.p:
+        return torch.rand((), generator=self.generator).item() < self.p
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(p={self.p})"
+
+
+class RandomHorizontalFlip(_RandomFlip):
+    """Flip image and boxes left-right with probability `p` (Fast R-CNN sec. 2.3)."""
+
+    def __call__(self, image, target):
+        if not self._flips(image, target):
             return image, target
         target = dict(target, boxes=hflip_boxes(target["boxes"], image.shape[-1]))
         if "proposals" in target:  # external proposals (Fast R-CNN) move with the pixels too
@@ -93,9 +104,6 @@ class RandomHorizontalFlip:
         if "masks" in target:
             target["masks"] = target["masks"].flip(-1)
         return image.flip(-1), target
-
-    def __repr__(self) -> str:
-        return f"RandomHorizontalFlip(p={self.p})"
 
 
 def _geometric(fn, image, target):
@@ -115,27 +123,17 @@ def _geometric(fn, image, target):
     return fn(image), target
 
 
-class RandomVerticalFlip:
+class RandomVerticalFlip(_RandomFlip):
     """Flip image and boxes top-bottom with probability `p`: y1' = H - y2, y2' = H - y1.
 
     Valid where the images have no "up" (aerial photographs, microscopy), not for street scenes.
     """
 
-    def __init__(self, p: float = 0.5, generator: torch.Generator | None = None):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1], got {p}")
-        self.p, self.generator = p, generator
-
     def __call__(self, image, target):
-        _check_image(image)
-        check_target(target)
-        if torch.rand((), generator=self.generator).item() >= self.p:
+        if not self._flips(image, target):
             return image, target
         from torchvision.transforms.v2 import functional as TF
         return _geometric(TF.vflip, image, target)
-
-    def __repr__(self) -> str:
-        return f"RandomVerticalFlip(p={self.p})"
 
 
 class RandomRotate90:
