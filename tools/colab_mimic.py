@@ -3,7 +3,8 @@
     python tools/colab_mimic.py                 # make colab-check: set up, run every lesson, check
     python tools/colab_mimic.py --setup-only    # only build/colab-mimic/venv (pip, no lessons)
     python tools/colab_mimic.py --reuse         # the lessons in the venv --setup-only made
-                                                # (in a venv that ran lessons: no fresh install)
+                                                # (a course installed by an earlier run is
+                                                # uninstalled first, so HEAD is what runs)
     python tools/colab_mimic.py --lessons 00 03
 
 1. A fresh venv (build/colab-mimic/venv) gets what Colab ships, not what constraints.txt pins:
@@ -168,8 +169,11 @@ def main():
     if args.setup_only:
         return 0
     fresh = "frcnn_edu" not in installed()
-    if not fresh:
-        print(">> note: the venv has frcnn_edu already (it ran lessons): not a fresh install")
+    if not fresh:  # an earlier run's course would satisfy the install cell: test HEAD instead
+        print(">> note: the venv has frcnn_edu from an earlier run: uninstalled, so that the "
+              "install cell installs the committed HEAD (its dependencies stay installed)")
+        subprocess.run([str(PY), "-m", "pip", "uninstall", "--yes", "--quiet", "frcnn_edu"],
+                       check=True)
     if subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
                       capture_output=True, text=True).stdout.strip():
         print(">> note: uncommitted changes are not in the test (pip clones the committed HEAD)")
