@@ -112,6 +112,10 @@ def lesson_copy(path, install_cell, local_cell):
         where = BUILD / "clone"
         if not where.exists():
             subprocess.run(["git", "clone", "--quiet", str(ROOT), str(where)], check=True)
+        else:  # an earlier run's clone: bring it to this repository's HEAD, as a new clone would be
+            subprocess.run(["git", "-C", str(where), "fetch", "--quiet", str(ROOT), "HEAD"], check=True)
+            subprocess.run(["git", "-C", str(where), "reset", "--quiet", "--hard", "FETCH_HEAD"],
+                           check=True)
         where = where / "notebooks"
     else:
         where = BUILD / "content"
