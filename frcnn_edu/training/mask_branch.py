@@ -12,6 +12,7 @@ fraction of objects whose mask reaches each IoU threshold, averaged over 0.5:0.9
 
 Shape key:
     C  feature channels    Hf, Wf  feature map    G  objects of one image    R  RoIs
+    (features may be a tuple of maps, one per level, for a head whose `pool` reads several)
     m  mask size (28)
 """
 import time
@@ -63,6 +64,11 @@ def jitter_rois(boxes, generator, jitter=0.1, copies=4, min_iou=0.5):
 
 
 def _features(items):
+    """The batch's features: one map [N, C, Hf, Wf], or a tuple of maps (one per level) when
+    the items hold tuples (a head that pools from several levels)."""
+    first = items[0][0]
+    if isinstance(first, tuple):
+        return tuple(torch.cat([f[k] for f, _ in items]) for k in range(len(first)))
     return torch.cat([f for f, _ in items])
 
 
