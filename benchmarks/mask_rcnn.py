@@ -2,6 +2,7 @@
 study of the paper's Table 2b / 2c; writes benchmarks/results/mask_rcnn.json.
 
     python benchmarks/mask_rcnn.py [--runs runs/mask_bench] [--minutes 10 | --cli-steps 2000] [--steps 150]
+    python benchmarks/mask_rcnn.py --target [--seeds 0 1] [--runs runs/mask_target]
 
 1. `python -m frcnn_edu train --minutes M` and `train --masks --minutes M` (seed 0; or both
    `--steps S`, the same work whatever the machine's load), one after
@@ -13,6 +14,12 @@ study of the paper's Table 2b / 2c; writes benchmarks/results/mask_rcnn.json.
    process (`--step-cost-only` re-times it alone).
 The machine's load average (uptime) is recorded beside each part: on a shared machine the
 minutes budget buys fewer steps.
+
+`--target` runs issue 16's target instead: `train --minutes 10 --seed S` with and without
+`--masks` for each seed, into <runs>/masks_sS and <runs>/boxes_sS (finished folders are read),
+and writes benchmarks/results/mask_target.json: the runs, and per seed whether mask AP@0.5 >=
+0.85 and the box mAP within 2 points of the run without masks. README's Mask R-CNN row quotes
+it (tests/test_story.py).
 """
 import argparse
 import json
@@ -36,7 +43,7 @@ def _load():
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def cli_run(folder, minutes, masks, steps=None):
+def cli_run(folder, minutes, masks, steps=None, seed=0):
     """Train (unless finished) and return the run's metrics that the results keep: a budget of
     `steps` when given (the same work on a busy machine), else of `minutes`."""
     metrics = folder / "metrics.json"
@@ -44,11 +51,11 @@ def cli_run(folder, minutes, masks, steps=None):
     if not metrics.exists():
         budget = ["--steps", str(steps)] if steps else ["--minutes", str(minutes)]
         cmd = [sys.executable, "-m", "frcnn_edu", "train", "--out", str(folder), *budget,
-               "--seed", "0"] + (["--masks"] if masks else [])
+               "--seed", str(seed)] + (["--masks"] if masks else [])
         subprocess.run(cmd, check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     m = json.loads(metrics.read_text())
     row = {k: m[k] for k in KEEP if k in m}
-    row.update(minutes=None if steps else minutes, steps_budget=steps, masks=masks,
+    row.update(minutes=None if steps else minutes, steps_budget=steps, masks=masks, seed=seed,
                load_average_at_read=load_before, load_average_after=_load())
     return row
 
@@ -83,6 +90,25 @@ def step_cost(steps=6, seed=0):
                 steps=steps - 1, load_average=_load())
 
 
+#: Issue 16's target: mask AP@0.5 of a 10-minute `train --masks`, and the box mAP it may lose
+MASK_TARGET, BOX_DROP = 0.85, 0.02
+
+
+def target_runs(runs, seeds, minutes=10.0):
+    """Issue 16's target for each seed: the two runs and whether each half of it holds."""
+    result = {}
+    for seed in seeds:
+        boxes = cli_run(runs / f"boxes_s{seed}", minutes, False, seed=seed)
+        masks = cli_run(runs / f"masks_s{seed}", minutes, True, seed=seed)
+        result[str(seed)] = {"boxes": boxes, "masks": masks,
+                             "mask_target_met": masks["mask_mAP"] >= MASK_TARGET,
+                             "box_drop": round(boxes["mAP"] - masks["mAP"], 4),
+                             "box_target_met": boxes["mAP"] - masks["mAP"] <= BOX_DROP}
+    return {"runs": result, "minutes": minutes, "mask_target": MASK_TARGET, "box_drop": BOX_DROP,
+            "machine": {"cpu_count": os.cpu_count(), "note": "2 torch threads, one run at a "
+                        "time; the load averages are those when the folder was read"}}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", default="runs/mask_bench")
@@ -93,7 +119,16 @@ def main(argv=None):
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mask_rcnn.json"))
     p.add_argument("--step-cost-only", action="store_true",
                    help="only time a step with and without masks; update the results file")
+    p.add_argument("--target", action="store_true",
+                   help="issue 16's target: 10-minute runs with and without masks per --seeds")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = p.parse_args(argv)
+    if args.target:
+        result = target_runs(Path(args.runs), args.seeds, args.minutes)
+        out = ROOT / "benchmarks" / "results" / "mask_target.json"
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
     if args.step_cost_only:
         result = json.loads(Path(args.out).read_text())
         result["step_cost"] = step_cost()

@@ -243,3 +243,23 @@ def test_lesson08_prints_the_study_it_cites():
     for run in load_results("treecrowns_study")["runs"]:
         line = next(line for line in text.splitlines() if line.startswith(run["name"]))
         assert f"{run['rows'][-1]['test'][0]:.3f}" in line, run["name"]
+
+
+def test_the_readme_quotes_the_mask_target_runs():
+    """Issue 16's target, from `benchmarks/mask_rcnn.py --target` (results/mask_target.json): per
+    seed, `train --masks --minutes 10` reaches mask AP@0.5 >= 0.85 and loses at most 2 points of
+    box mAP against the same run without masks; the README's row quotes each seed's numbers."""
+    target = load_results("mask_target")
+    assert len(target["runs"]) >= 2, "two seeds at least"
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("|") and "mask_rcnn.py --target" in line)
+    for seed, run in target["runs"].items():
+        masks, boxes = run["masks"], run["boxes"]
+        assert run["mask_target_met"] == (masks["mask_mAP"] >= target["mask_target"])
+        assert run["box_target_met"] == (boxes["mAP"] - masks["mAP"] <= target["box_drop"])
+        assert masks["minutes"] == boxes["minutes"] == 10.0 and masks["masks"] and not boxes["masks"]
+        for number in (masks["mask_mAP"], masks["mAP"], boxes["mAP"]):
+            assert f"{number:.3f}" in row, (seed, number, row)
+        assert f"{masks['train_steps']:,}" in row, (seed, masks["train_steps"])
+    met = all(r["mask_target_met"] and r["box_target_met"] for r in target["runs"].values())
+    assert ("not met" not in row) == met, "the row's verdict is the file's"

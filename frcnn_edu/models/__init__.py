@@ -46,8 +46,9 @@ def shapes_faster_rcnn(pretrained=True, num_classes=6, stride=16, image_scale=No
 #: 28 x 28 and pasted back score mask AP@0.5 1.0): given the exact boxes, fresh heads trained
 #: 1,500 steps on a trained model's frozen features reached mask AP@0.5 0.772 (2 x 32) and
 #: 0.836 (4 x 64), the errors being occluded and outlined objects, which need the wider
-#: context of four 3x3 convs. The price: a training step of 0.275 s on 2 cores against 0.146
-#: without masks, so 10 minutes buy 2,185 steps, mask AP@0.5 0.803 (issue 16's 0.85 not met).
+#: context of four 3x3 convs. The price: a training step of about 0.14 s on 2 quiet cores
+#: against 0.10 without masks; 10 quiet minutes buy about 4,000 steps and mask AP@0.5 0.86 / 0.85
+#: (seeds 0 / 1; issue 16's 0.85 met), a busy machine's 2,185 steps 0.803.
 SHAPES_MASK_CHANNELS = 64
 SHAPES_MASK_CONVS = 4
 
