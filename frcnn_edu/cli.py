@@ -287,7 +287,8 @@ def cmd_train(args):
     metrics.update(method=args.method, train_seconds=round(seconds, 1), train_steps=steps,
                    train_images_per_second=(round(2 * world * steps / seconds, 2) if seconds > 0
                                             else None),
-                   device=device, threads=torch.get_num_threads(), evaluated_on=eval_spec,
+                   device=device, threads=torch.get_num_threads(),
+                   omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), evaluated_on=eval_spec,
                    settings=config)
     write_text_atomic(json.dumps(metrics, indent=2) + "\n", out / "metrics.json")
     print(json.dumps(metrics, indent=2))

@@ -142,7 +142,8 @@ def test_a_resume_with_another_number_of_processes_is_refused(tmp_path, script):
 
 @pytest.mark.skipif(os.environ.get("FRCNN_EDU_SLOW") != "1",
                     reason="evaluates 200 held-out images (a minute): FRCNN_EDU_SLOW=1")
-def test_cli_trains_under_torchrun(tmp_path):
+def test_cli_trains_under_torchrun(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)   # python -m frcnn_edu sets it
     out = tmp_path / "ddp"
     run = torchrun(["-m", "frcnn_edu", "train", "--out", str(out), "--steps", "3",
                     "--train-images", "8", "--eval-data", "shapes", "--device", "cpu"],
@@ -150,4 +151,5 @@ def test_cli_trains_under_torchrun(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_steps"] == 3 and metrics["settings"]["processes"] == 2
+    assert metrics["omp_wait_policy"] == "PASSIVE"   # waiting threads sleep: a busy machine's fair share
     assert json.loads((out / "config.json").read_text())["processes"] == 2
