@@ -1,6 +1,6 @@
 """`python -m frcnn_edu` makes waiting OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE) before
 torch loads, unless the variable is set: with spin-waiting, two trainings on a busy 2-core
-machine each ran 52x slower than alone (benchmarks/RESULTS.md, "A busy machine")."""
+machine each ran 66x slower than alone (benchmarks/RESULTS.md, "A busy machine")."""
 import os
 import subprocess
 import sys

@@ -12,8 +12,8 @@ fraction of objects whose mask reaches each IoU threshold, averaged over 0.5:0.9
 
 Shape key:
     C  feature channels    Hf, Wf  feature map    G  objects of one image    R  RoIs
-    (features may be a tuple of maps, one per level, for a head whose `pool` reads several)
     m  mask size (28)
+(features may also be a tuple of maps, one per level, for a head whose `pool` reads several)
 """
 import time
 
