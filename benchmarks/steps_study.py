@@ -11,8 +11,14 @@ metrics.json is the command's own (held-out mAP on the 200 `test` images). Print
     e.g. ... /tmp/h12/roi128 0 800 '{"rois_per_image": 128}' '{}'
          ... /tmp/h12/cos 0 800 '{}' '{}' cosine        # cosine[:FLOOR], FLOOR a fraction of lr
          ... /tmp/s14/lr 0 800 '{}' '{}' step --lr 0.00075   # flags go to `train` itself
-(`lr` and the other settings the command passes to `train_joint` are set by flags, not TRAIN_JSON,
-whose keys the command's own keywords would override.)
+(`lr`, `batch_size` and the other settings the command passes to `train_joint` are set by flags
+(`--lr`, `--batch-size`), not TRAIN_JSON, whose keys the command's own keywords would override.)
+
+`--variant=NAME` first (before OUT) swaps in one of two changes that are not keywords:
+    head_lr4  the layers trained from scratch (the RPN, cls_score, bbox_pred) at 4x the lr
+    ohem      online hard example mining (Shrivastava et al. 2016, sec. 4): every proposal is
+              scored by the head without gradient, NMS at 0.7 runs on the RoIs by their loss,
+              and the head trains on the rois_per_image hardest (no foreground quota)
 """
 import functools
 import json
@@ -20,9 +26,18 @@ import math
 import sys
 import time
 
+import torch
+import torch.nn.functional as F
+from torchvision.ops import nms
+
 from frcnn_edu import cli
-from frcnn_edu.models import recipes
+from frcnn_edu.boxes import encode_boxes
+from frcnn_edu.losses import fast_rcnn_loss
+from frcnn_edu.matching import label_proposals
+from frcnn_edu.models import fast_rcnn, recipes
 from frcnn_edu.training import loop, schemes
+
+NEW_LAYERS = ("rpn.", "roi_heads.cls_score", "roi_heads.bbox_pred")  # not pre-trained
 
 
 def cosine(floor):
@@ -32,13 +47,71 @@ def cosine(floor):
     return lr_at
 
 
+def head_lr(scale):
+    """A `train_joint` whose Adam steps the NEW_LAYERS at `scale` x the scheduled lr."""
+    def step_fn(model, images, targets, optimizer):  # the loop has just set every group's lr
+        for group in optimizer.param_groups:
+            group["lr"] *= group["scale"]
+        return loop.training_step(model, images, targets, optimizer)
+
+    def train_joint(model, dataset, **kw):
+        def make_optimizer(params, name, lr, momentum, weight_decay):
+            new = {id(p) for n, p in model.named_parameters() if n.startswith(NEW_LAYERS)}
+            groups = [[p for p in params if (id(p) in new) == is_new] for is_new in (False, True)]
+            return torch.optim.Adam([{"params": groups[0], "scale": 1.0},
+                                     {"params": groups[1], "scale": scale}], lr=lr)
+        loop.make_optimizer = make_optimizer
+        return schemes.train_joint(model, dataset, step_fn=step_fn, **kw)
+    return train_joint
+
+
+def ohem_forward(head, features, proposals, image_sizes, targets):
+    """RoIHead's training forward with OHEM in place of the 25 %-foreground random sample."""
+    rois, labels, deltas = [], [], []
+    for props, t in zip(proposals, targets):  # label every proposal (background from IoU 0)
+        lab, matched = label_proposals(props.detach(), t["boxes"], t["labels"], head.fg_iou,
+                                       (0.0, head.bg_iou[1]))
+        props, lab, matched = props.detach()[lab >= 0], lab[lab >= 0], matched[lab >= 0]
+        d = torch.zeros_like(props)
+        d[lab > 0] = encode_boxes(props[lab > 0], t["boxes"][matched[lab > 0]], fast_rcnn.BOX_WEIGHTS)
+        rois.append(props), labels.append(lab), deltas.append(d)
+    with torch.no_grad():  # the read-only pass: each RoI's loss
+        logits, pred = head.predict(features, rois)
+        lab, gt = torch.cat(labels), torch.cat(deltas)
+        loss = F.cross_entropy(logits, lab, reduction="none")
+        pred = pred.view(len(lab), -1, 4)[torch.arange(len(lab)), lab]
+        loss += head.lam * F.smooth_l1_loss(pred, gt, reduction="none").sum(1) * (lab > 0)
+    hard = [nms(r, l, 0.7)[:head.rois_per_image] for r, l in zip(rois, loss.split([len(r) for r in rois]))]
+    logits, pred = head.predict(features, [r[k] for r, k in zip(rois, hard)])
+    cls, box = fast_rcnn_loss(logits, pred, torch.cat([l[k] for l, k in zip(labels, hard)]),
+                              torch.cat([d[k] for d, k in zip(deltas, hard)]), lam=head.lam)
+    return {"loss_classifier": cls, "loss_box_reg": box}
+
+
+def ohem():
+    plain = fast_rcnn.RoIHead.forward
+
+    def forward(head, features, proposals, image_sizes, targets=None):
+        if targets is None:  # test time: unchanged
+            return plain(head, features, proposals, image_sizes)
+        return ohem_forward(head, features, proposals, image_sizes, targets)
+    fast_rcnn.RoIHead.forward = forward
+
+
 def main():
+    variant = sys.argv.pop(1).split("=", 1)[1] if sys.argv[1].startswith("--variant=") else None
     out, seed, steps = sys.argv[1:4]
     model_kw, train_kw = json.loads(sys.argv[4]), json.loads(sys.argv[5])
     schedule = sys.argv[6] if len(sys.argv) > 6 else "step"
     flags = sys.argv[7:]
     recipes.shapes_faster_rcnn = functools.partial(recipes.shapes_faster_rcnn, **model_kw)
     cli.train_joint = functools.partial(schemes.train_joint, **train_kw)
+    if variant == "head_lr4":
+        cli.train_joint = functools.partial(head_lr(4.0), **train_kw)
+    elif variant == "ohem":
+        ohem()
+    elif variant is not None:
+        raise SystemExit(f"--variant takes head_lr4 or ohem, got {variant!r}")
     if schedule.startswith("cosine"):
         loop.lr_at = cosine(float(schedule.split(":")[1]) if ":" in schedule else 0.0)
     start = time.time()
@@ -46,7 +119,7 @@ def main():
     m = json.loads(open(f"{out}/metrics.json").read())
     print("RESULT", out, "mAP", m["mAP"], "steps", m["train_steps"], "train_s", m["train_seconds"],
           "threads", m["threads"], "wall", round(time.time() - start), model_kw, train_kw, schedule,
-          *flags, flush=True)
+          variant, *flags, flush=True)
 
 
 if __name__ == "__main__":

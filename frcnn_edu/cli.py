@@ -115,10 +115,11 @@ FLAGS = {"method": "--method", "minutes": "--minutes", "seed": "--seed", "lr": "
          "eval_data": "--eval-data", "steps": "--steps", "model.backbone": "--backbone",
          "weights": "--weights", "freeze": "--freeze", "masks": "--masks",
          "processes": "the number of processes (torchrun --nproc_per_node)",
-         "color_jitter": "--color-jitter", "hue": "--hue"}
+         "color_jitter": "--color-jitter", "hue": "--hue", "batch_size": "--batch-size"}
 # what a config.json written before these settings existed trained with
 LEGACY = {"data": "shapes", "model.backbone": "tinyvgg", "weights": "imagenet", "freeze": 0,
-          "masks": False, "processes": 1, "color_jitter": 0.0, "hue": 0.0}
+          "masks": False, "processes": 1, "color_jitter": 0.0, "hue": 0.0,
+          "batch_size": 2}
 
 
 def _flat(config, prefix=""):
@@ -201,7 +202,7 @@ def _train_config(args, data):
             "lr": args.lr, "optimizer": args.optimizer, "train_images": args.train_images,
             "data": args.data, "eval_data": args.eval_data, "weights": args.weights,
             "freeze": freeze, "masks": args.masks, "processes": distributed.world()[1],
-            "color_jitter": args.color_jitter, "hue": args.hue,
+            "color_jitter": args.color_jitter, "hue": args.hue, "batch_size": args.batch_size,
             "model": {"num_classes": data.num_classes, "pooler": args.pooler,
                       "stride": args.stride, "image_scale": args.image_scale,
                       "backbone": args.backbone}}
@@ -252,6 +253,11 @@ def cmd_train(args):
     _resolve_settings(args)
     data = _dataset(args.data, "train", args.train_images, masks=args.masks,  # bad folder: here
                     transforms=_training_transforms(args))
+    if len(data) < args.batch_size * world:
+        raise UsageError(f"--batch-size {args.batch_size} takes {args.batch_size * world} images "
+                         f"a step{f' ({world} processes)' if world > 1 else ''}, but --data "
+                         f"{args.data} holds {len(data)} training images: lower --batch-size"
+                         f"{' or raise --train-images' if args.data == 'shapes' else ''}")
     eval_spec, held = _held_out(args, data)
     config = _train_config(args, data)
     _check_resume(out, config)  # before anything in the folder is written
@@ -262,7 +268,8 @@ def cmd_train(args):
         return build_run_model(config["model"], args.weights, config["freeze"], masks=args.masks,
                                joint=joint)
     budget = {"minutes": args.minutes} if args.steps is None else {"steps": args.steps}
-    common = dict(out=out, device=device, seed=args.seed, lr=args.lr, optimizer=args.optimizer)
+    common = dict(out=out, device=device, seed=args.seed, lr=args.lr, optimizer=args.optimizer,
+                  batch_size=args.batch_size)
     if args.method == "four-step":
         make_model()  # the same check; the seed is set after it, so the run is unchanged
     torch.manual_seed(args.seed)
@@ -285,8 +292,8 @@ def cmd_train(args):
                {"mAP": None, "note": f"no held-out data for --data {args.data}: pass --eval-data, "
                                      f"or run `python -m frcnn_edu evaluate {out} --data ...`"})
     metrics.update(method=args.method, train_seconds=round(seconds, 1), train_steps=steps,
-                   train_images_per_second=(round(2 * world * steps / seconds, 2) if seconds > 0
-                                            else None),
+                   train_images_per_second=(round(args.batch_size * world * steps / seconds, 2)
+                                            if seconds > 0 else None),
                    device=device, threads=torch.get_num_threads(),
                    omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), evaluated_on=eval_spec,
                    settings=config)
@@ -411,6 +418,11 @@ def build_parser():
                    help="keep the first N blocks of the backbone fixed (default: the paper's, "
                         "2 for vgg16 (conv1-conv2) and resnet (conv1, layer1), 0 for tinyvgg)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--batch-size", type=_positive(int), default=2, metavar="N",
+                   help="images per training step, per process (default 2, Fast R-CNN's N = 2); "
+                        "4 learns as much per image and, on a CPU, costs ~10%% less per image, "
+                        "so a --steps budget of 4-image steps sees twice the images "
+                        "(benchmarks/RESULTS.md)")
     t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     t.add_argument("--paper", action="store_true",
                    help="the paper's settings: --stride 16 --pooler roi_pool --optimizer sgd")

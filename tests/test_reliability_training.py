@@ -105,6 +105,7 @@ def _error_line(capsys):
     (["--paper"], ["--stride 8 -> 16", "--pooler roi_align -> roi_pool", "--optimizer adam -> sgd",
                    "--image-scale 240 -> None"]),
     (["--minutes", "0.05"], ["finished run", "--minutes 0.01 -> 0.05"]),
+    (["--batch-size", "4"], ["--batch-size 2 -> 4"]),
 ])
 def test_cli_resume_with_other_flags_is_refused_before_writing(tmp_path, small_cli, capsys, flags, named):
     out = tmp_path / "run"
@@ -143,6 +144,33 @@ def test_cli_throughput_counts_the_seconds_of_every_resumed_run(tmp_path, small_
     assert metrics["train_seconds"] >= 0.6                        # the killed run's 2 x 0.3 s count
     assert metrics["train_images_per_second"] == pytest.approx(8 / metrics["train_seconds"], rel=0.05)
     assert not list(out.glob("*.tmp"))
+
+
+def test_cli_batch_size_sets_the_images_of_every_step(tmp_path, small_cli, monkeypatch):
+    """`train --batch-size 4`: every step holds 4 images, config.json records it (so a resume
+    with another size is refused, above) and the throughput counts 4 images a step."""
+    out, seen = tmp_path / "run", []
+
+    def joint(model, data, **kw):
+        def forward(m, images, targets):
+            seen.append(len(images))
+            return m(images, targets)
+        return train(model, data, steps=3, forward=forward, warmup=0, out=out / "joint",
+                     progress=False, batch_size=kw["batch_size"])
+    monkeypatch.setattr(small_cli, "train_joint", joint)
+    assert small_cli.main(["train", "--out", str(out), "--device", "cpu", "--batch-size", "4"]) == 0
+    assert seen == [4, 4, 4]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["batch_size"] == 4
+    assert metrics["train_images_per_second"] == pytest.approx(12 / metrics["train_seconds"], rel=0.05)
+
+
+def test_cli_batch_size_larger_than_the_data_is_refused_naming_the_flag(tmp_path, small_cli, capsys):
+    out = tmp_path / "run"
+    assert small_cli.main(["train", "--out", str(out), "--device", "cpu", "--batch-size", "5"]) == 2
+    line = _error_line(capsys)
+    assert "--batch-size 5" in line and "4 training images" in line and "lower --batch-size" in line
+    assert not out.exists()
 
 
 def test_steps_and_seconds_come_from_the_same_runs():
@@ -253,6 +281,7 @@ def test_cli_bad_flags_and_folders_are_one_line_errors(tmp_path):
         (["train", "--out", "r", "--minutes", "-1"], "--minutes"),
         (["train", "--out", "r", "--minutes", "0"], "--minutes"),
         (["train", "--out", "r", "--train-images", "0"], "--train-images"),
+        (["train", "--out", "r", "--batch-size", "0"], "--batch-size"),
         (["train", "--out", "r", "--device", "foo"], "--device foo"),
         (["train", "--out", str(a_file), "--device", "cpu"], "is a file"),
         (["evaluate", "empty", "--device", "cpu"], "config.json not found"),
