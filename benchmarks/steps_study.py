@@ -4,7 +4,9 @@ changed (issue 14, benchmarks/RESULTS.md "Learning faster per step").
 Runs the command line's own code path (`frcnn_edu.cli.main`), with keyword overrides patched into
 the model builder (`recipes.shapes_faster_rcnn`, e.g. fg_fraction, rois_per_image) and into
 `train_joint` (e.g. warmup, lr_drops), and optionally a cosine schedule in place of the step drop;
-metrics.json is the command's own (held-out mAP on the 200 `test` images). Prints one RESULT line.
+metrics.json is the command's own (held-out mAP on the 200 `test` images). Prints one RESULT line
+and records the run in results/steps_study.json under its folder's name;
+`steps_study.py --record FOLDER...` records plain `python -m frcnn_edu train` runs there.
 
     PYTHONPATH=$PWD python benchmarks/steps_study.py OUT SEED STEPS MODEL_JSON TRAIN_JSON \
         [SCHEDULE [TRAIN FLAGS...]]
@@ -25,6 +27,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +40,7 @@ from frcnn_edu.matching import label_proposals
 from frcnn_edu.models import fast_rcnn, recipes
 from frcnn_edu.training import loop, schemes
 
+RESULTS = Path(__file__).resolve().parent / "results"
 NEW_LAYERS = ("rpn.", "roi_heads.cls_score", "roi_heads.bbox_pred")  # not pre-trained
 
 
@@ -98,7 +102,27 @@ def ohem():
     fast_rcnn.RoIHead.forward = forward
 
 
+def record(out, **extra):
+    """Add the `train` run in folder `out` to results/steps_study.json under the folder's name
+    (what the README's steps-to-0.90 row quotes); returns its metrics.json."""
+    out = Path(out)
+    m = json.loads((out / "metrics.json").read_text())
+    path = RESULTS / "steps_study.json"
+    results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    settings = m["settings"]
+    results["runs"][out.name] = {
+        "mAP": m["mAP"], "steps": m["train_steps"], "seed": settings["seed"],
+        "batch_size": settings.get("batch_size", 2), "train_seconds": m["train_seconds"],
+        "threads": m["threads"], "date": time.strftime("%Y-%m-%d"), **extra}
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return m
+
+
 def main():
+    if sys.argv[1] == "--record":  # a plain `train` run's folder(s): record them as they are
+        for folder in sys.argv[2:]:
+            record(folder)
+        return
     variant = sys.argv.pop(1).split("=", 1)[1] if sys.argv[1].startswith("--variant=") else None
     out, seed, steps = sys.argv[1:4]
     model_kw, train_kw = json.loads(sys.argv[4]), json.loads(sys.argv[5])
@@ -116,7 +140,7 @@ def main():
         loop.lr_at = cosine(float(schedule.split(":")[1]) if ":" in schedule else 0.0)
     start = time.time()
     cli.main(["train", "--method", "joint", "--steps", steps, "--seed", seed, "--out", out, *flags])
-    m = json.loads(open(f"{out}/metrics.json").read())
+    m = record(out, variant=variant, model_kw=model_kw, train_kw=train_kw, schedule=schedule)
     print("RESULT", out, "mAP", m["mAP"], "steps", m["train_steps"], "train_s", m["train_seconds"],
           "threads", m["threads"], "wall", round(time.time() - start), model_kw, train_kw, schedule,
           variant, *flags, flush=True)

@@ -263,3 +263,22 @@ def test_the_readme_quotes_the_mask_target_runs():
         assert f"{masks['train_steps']:,}" in row, (seed, masks["train_steps"])
     met = all(r["mask_target_met"] and r["box_target_met"] for r in target["runs"].values())
     assert ("not met" not in row) == met, "the row's verdict is the file's"
+
+
+def test_the_readme_quotes_the_steps_to_090_runs():
+    """Issue 14's steps to 0.90 (benchmarks/steps_study.py, results/steps_study.json): the
+    recipe's 1,200 steps of 2 images and `--batch-size 4`'s 800 steps pass 0.90 on both seeds,
+    and the README's row quotes each of those runs and the busy 5-minute runs with 4 images."""
+    runs = load_results("steps_study")["runs"]
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("| steps to mAP@0.5 0.90"))
+    for steps, batch in ((1200, 2), (800, 4)):
+        chosen = [r for r in runs.values() if r["steps"] == steps and r["batch_size"] == batch
+                  and not r.get("variant") and not r.get("model_kw") and not r.get("minutes")]
+        assert sorted(r["seed"] for r in chosen) == [0, 1], (steps, batch)
+        for r in chosen:
+            assert r["mAP"] >= 0.90 and f"**{r['mAP']:.3f}**" in row, (steps, batch, r["mAP"])
+    busy = [r for r in runs.values() if r.get("busy")]
+    assert len(busy) == 2 and all(r["batch_size"] == 4 for r in busy)
+    for r in busy:
+        assert f"{r['mAP']:.3f}" in row, r
