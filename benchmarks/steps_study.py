@@ -31,10 +31,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import nms
 
 from frcnn_edu import cli
-from frcnn_edu.boxes import encode_boxes
+from frcnn_edu.boxes import encode_boxes, nms  # equal to torchvision.ops.nms (tests/test_boxes.py)
 from frcnn_edu.losses import fast_rcnn_loss
 from frcnn_edu.matching import label_proposals
 from frcnn_edu.models import fast_rcnn, recipes
@@ -77,15 +76,19 @@ def ohem_forward(head, features, proposals, image_sizes, targets):
                                        (0.0, head.bg_iou[1]))
         props, lab, matched = props.detach()[lab >= 0], lab[lab >= 0], matched[lab >= 0]
         d = torch.zeros_like(props)
-        d[lab > 0] = encode_boxes(props[lab > 0], t["boxes"][matched[lab > 0]], fast_rcnn.BOX_WEIGHTS)
-        rois.append(props), labels.append(lab), deltas.append(d)
+        fg = lab > 0
+        d[fg] = encode_boxes(props[fg], t["boxes"][matched[fg]], fast_rcnn.BOX_WEIGHTS)
+        rois.append(props)
+        labels.append(lab)
+        deltas.append(d)
     with torch.no_grad():  # the read-only pass: each RoI's loss
         logits, pred = head.predict(features, rois)
         lab, gt = torch.cat(labels), torch.cat(deltas)
         loss = F.cross_entropy(logits, lab, reduction="none")
         pred = pred.view(len(lab), -1, 4)[torch.arange(len(lab)), lab]
         loss += head.lam * F.smooth_l1_loss(pred, gt, reduction="none").sum(1) * (lab > 0)
-    hard = [nms(r, l, 0.7)[:head.rois_per_image] for r, l in zip(rois, loss.split([len(r) for r in rois]))]
+    losses = loss.split([len(r) for r in rois])
+    hard = [nms(r, l, 0.7)[:head.rois_per_image] for r, l in zip(rois, losses)]  # the hardest
     logits, pred = head.predict(features, [r[k] for r, k in zip(rois, hard)])
     cls, box = fast_rcnn_loss(logits, pred, torch.cat([l[k] for l, k in zip(labels, hard)]),
                               torch.cat([d[k] for d, k in zip(deltas, hard)]), lam=head.lam)

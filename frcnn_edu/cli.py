@@ -420,9 +420,8 @@ def build_parser():
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--batch-size", type=_positive(int), default=2, metavar="N",
                    help="images per training step, per process (default 2, Fast R-CNN's N = 2); "
-                        "4 learns as much per image and, on a CPU, costs ~10%% less per image, "
-                        "so a --steps budget of 4-image steps sees twice the images "
-                        "(benchmarks/RESULTS.md)")
+                        "steps of 4 learn as much per image and cost 5-10%% less per image on a "
+                        "CPU, so --steps N of them see twice the images (benchmarks/RESULTS.md)")
     t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     t.add_argument("--paper", action="store_true",
                    help="the paper's settings: --stride 16 --pooler roi_pool --optimizer sgd")

@@ -154,6 +154,7 @@ def test_cli_batch_size_sets_the_images_of_every_step(tmp_path, small_cli, monke
     def joint(model, data, **kw):
         def forward(m, images, targets):
             seen.append(len(images))
+            time.sleep(0.2)                    # seconds well above metrics.json's 0.1 rounding
             return m(images, targets)
         return train(model, data, steps=3, forward=forward, warmup=0, out=out / "joint",
                      progress=False, batch_size=kw["batch_size"])
@@ -162,7 +163,8 @@ def test_cli_batch_size_sets_the_images_of_every_step(tmp_path, small_cli, monke
     assert seen == [4, 4, 4]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["settings"]["batch_size"] == 4
-    assert metrics["train_images_per_second"] == pytest.approx(12 / metrics["train_seconds"], rel=0.05)
+    rate, seconds = metrics["train_images_per_second"], metrics["train_seconds"]  # seconds: 0.1
+    assert rate * seconds == pytest.approx(12, abs=rate * 0.05 + 0.01)           # 12 images
 
 
 def test_cli_batch_size_larger_than_the_data_is_refused_naming_the_flag(tmp_path, small_cli, capsys):
