@@ -13,6 +13,7 @@ and records the run in results/steps_study.json under its folder's name;
     e.g. ... /tmp/h12/roi128 0 800 '{"rois_per_image": 128}' '{}'
          ... /tmp/h12/cos 0 800 '{}' '{}' cosine        # cosine[:FLOOR], FLOOR a fraction of lr
          ... /tmp/s14/lr 0 800 '{}' '{}' step --lr 0.00075   # flags go to `train` itself
+         ... /tmp/s17/five 0 5min '{}' '{}'                   # STEPS "5min": --minutes 5
 (`lr`, `batch_size` and the other settings the command passes to `train_joint` are set by flags
 (`--lr`, `--batch-size`), not TRAIN_JSON, whose keys the command's own keywords would override.)
 
@@ -142,8 +143,11 @@ def main():
     if schedule.startswith("cosine"):
         loop.lr_at = cosine(float(schedule.split(":")[1]) if ":" in schedule else 0.0)
     start = time.time()
-    cli.main(["train", "--method", "joint", "--steps", steps, "--seed", seed, "--out", out, *flags])
-    m = record(out, variant=variant, model_kw=model_kw, train_kw=train_kw, schedule=schedule)
+    budget = ["--minutes", steps[:-3]] if steps.endswith("min") else ["--steps", steps]
+    cli.main(["train", "--method", "joint", *budget, "--seed", seed, "--out", out, *flags])
+    minutes = {"minutes": float(steps[:-3])} if steps.endswith("min") else {}
+    m = record(out, variant=variant, model_kw=model_kw, train_kw=train_kw, schedule=schedule,
+               **minutes)
     print("RESULT", out, "mAP", m["mAP"], "steps", m["train_steps"], "train_s", m["train_seconds"],
           "threads", m["threads"], "wall", round(time.time() - start), model_kw, train_kw, schedule,
           variant, *flags, flush=True)
