@@ -72,9 +72,10 @@ def head_lr(scale):
 def ohem_forward(head, features, proposals, image_sizes, targets):
     """RoIHead's training forward with OHEM in place of the 25 %-foreground random sample."""
     rois, labels, deltas = [], [], []
-    for props, t in zip(proposals, targets):  # label every proposal (background from IoU 0)
+    for props, t in zip(proposals, targets):  # label every proposal (the recipe's bg_iou starts
+        # at 0, as OHEM's does: every proposal below fg_iou is a background candidate)
         lab, matched = label_proposals(props.detach(), t["boxes"], t["labels"], head.fg_iou,
-                                       (0.0, head.bg_iou[1]))
+                                       head.bg_iou)
         props, lab, matched = props.detach()[lab >= 0], lab[lab >= 0], matched[lab >= 0]
         d = torch.zeros_like(props)
         fg = lab > 0

@@ -253,7 +253,7 @@ def cmd_train(args):
     _resolve_settings(args)
     data = _dataset(args.data, "train", args.train_images, masks=args.masks,  # bad folder: here
                     transforms=_training_transforms(args))
-    if len(data) < args.batch_size * world:
+    if len(data) < args.batch_size * world:  # the loop refuses it too, but after config.json
         raise UsageError(f"--batch-size {args.batch_size} takes {args.batch_size * world} images "
                          f"a step{f' ({world} processes)' if world > 1 else ''}, but --data "
                          f"{args.data} holds {len(data)} training images: lower --batch-size"
